@@ -1,0 +1,62 @@
+# apt-ostree: the two set-up commands (run as root on Debian bookworm):
+#   make demo    compose examples/minimal.yaml into _build/repo and show the commit
+#   make check   the whole test suite (unit, root, lint; later dbus and vm)
+# Both install their own Debian dependencies first (idempotently).
+
+PYTHON  := /usr/bin/python3
+BUILD   := _build
+VENV    := $(BUILD)/venv
+VERSION := $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
+DEB     := $(BUILD)/apt-ostree_$(VERSION)_all.deb
+REPO    := $(BUILD)/repo
+CACHE   := $(BUILD)/cache
+REF     := debian/bookworm/x86_64/minimal
+APT_OSTREE := PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.main
+
+DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml python3-pytest \
+	python3-venv bubblewrap mmdebstrap dpkg-dev debhelper dh-python fakeroot lintian \
+	arch-test ca-certificates
+
+.PHONY: all deps deb demo check lint clean
+
+all: deb
+
+deps:
+	@missing=$$(for p in $(DEBIAN_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install -q ruff==0.8.4 mypy==1.13.0
+	touch $@
+
+deb: $(DEB)
+
+$(DEB): $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/\|^docs/\|^examples/')
+	rm -rf $(BUILD)/pkg && mkdir -p $(BUILD)/pkg/apt-ostree-$(VERSION)
+	tar --exclude=./_build --exclude=./.git --exclude=__pycache__ -cf - . \
+		| tar -xf - -C $(BUILD)/pkg/apt-ostree-$(VERSION)
+	cd $(BUILD)/pkg/apt-ostree-$(VERSION) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+		|| { tail -30 ../build.log; exit 1; }
+	cp $(BUILD)/pkg/apt-ostree_$(VERSION)_all.deb $@
+
+demo: deps deb
+	@mkdir -p $(BUILD)
+	$(APT_OSTREE) compose tree examples/minimal.yaml --repo $(REPO) --cachedir $(CACHE) \
+		--write-commitid-to $(BUILD)/commitid
+	@echo "--- commit $$(cat $(BUILD)/commitid): $$($(APT_OSTREE) db list --repo $(REPO) $(REF) | tail -n +2 | wc -l) packages"
+	@$(APT_OSTREE) db list --repo $(REPO) $(REF) | head -n 15
+
+check: deps deb $(VENV)/.stamp
+	$(PYTHON) -m pytest -v tests
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check apt_ostree tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(BUILD)

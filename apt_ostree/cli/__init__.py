@@ -1,0 +1,1 @@
+"""Thin command-line front end: one module per verb group."""

@@ -1,0 +1,64 @@
+"""The apt-ostree command: argument parsing and the one place that prints errors and exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from apt_ostree import __version__
+from apt_ostree.cli import compose, db
+from apt_ostree.errors import AptOstreeError, Cancelled
+
+EXIT_UNCHANGED = 77
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apt-ostree",
+        description="Image-based, atomic Debian systems: compose, deploy and layer with OSTree.",
+    )
+    parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    compose.register(sub)
+    db.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except Cancelled as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 130
+    except AptOstreeError as e:
+        if args.debug:
+            raise
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint and args.verbose:
+            print(e.hint, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Building OSTree commits (and, later, disk images) from treefiles."""

@@ -1,0 +1,250 @@
+"""``compose tree``: treefile -> Debian root fs -> OSTree-ready tree -> commit.
+
+Validation (treefile, APT sources, package names) happens before anything is
+written; the repository and its ref are touched only by the final commit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apt_ostree.compose import metadata as md
+from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
+from apt_ostree.core import kernel, layout
+from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
+from apt_ostree.core.ostree import Repo, variant_metadata
+from apt_ostree.core.treefile import Treefile
+from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError
+from apt_ostree.progress import Progress
+from apt_ostree.run import run
+from apt_ostree.sandbox import Bind, Sandbox
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    repo: Path
+    cachedir: Path | None = None
+    dry_run: bool = False
+    source_date_epoch: int | None = None
+    metadata_strings: Mapping[str, str] = field(default_factory=dict)
+    parent: str | None = None
+    no_parent: bool = False
+    force_nocache: bool = False
+    cache_only: bool = False
+    workdir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    ref: str
+    checksum: str | None
+    changed: bool
+    packages: tuple[Package, ...] = ()
+    version: str | None = None
+    transaction: tuple[str, ...] = ()
+
+
+class _Collect(Progress):
+    """Forwards to another progress and keeps subprocess output lines."""
+
+    def __init__(self, inner: Progress) -> None:
+        super().__init__()
+        self.inner = inner
+        self.lines: list[str] = []
+
+    def output(self, line: str) -> None:
+        self.lines.append(line)
+        self.inner.output(line)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.inner.cancelled
+
+
+def compose_tree(treefile: Treefile, opts: ComposeOptions, progress: Progress) -> ComposeResult:
+    arch = host_architecture()
+    repos = treefile.repos if treefile.repos is not None else host_sources()
+    cache_tmp = None
+    if opts.cachedir is None:
+        cache_tmp = tempfile.TemporaryDirectory(prefix="apt-ostree-cache-", dir=opts.workdir)
+    cachedir = Path(cache_tmp.name) if cache_tmp else opts.cachedir
+    assert cachedir is not None
+    try:
+        return _compose(treefile, opts, progress, arch, repos, cachedir)
+    finally:
+        if cache_tmp is not None:
+            cache_tmp.cleanup()
+
+
+def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch: str,
+             repos: tuple[Any, ...], cachedir: Path) -> ComposeResult:
+    cachedir.mkdir(parents=True, exist_ok=True)
+    index = AptIndex(cachedir, repos, arch)
+    if opts.cache_only:
+        if not index.has_lists():
+            raise AptError(f"--cache-only: no package lists cached in {cachedir}",
+                           hint="compose once without --cache-only to fill the cache")
+    else:
+        progress.step("Updating package lists")
+        index.update(progress)
+    requested = treefile.packages_for(arch)
+    missing = set(index.missing(requested + treefile.exclude_packages))
+    for i, name in enumerate(treefile.packages):
+        if name in missing:
+            raise AptError(f"treefile {treefile.path}: packages[{i}]: package {name!r} not found in the APT sources",
+                           hint=sources_list_text(repos).strip())
+    for name in sorted(missing & set(requested)):
+        raise AptError(f"treefile {treefile.path}: packages-{arch}: package {name!r} not found in the APT sources")
+    sources = sources_list_text(repos)
+    inputhash = md.input_hash(treefile, arch=arch, sources=sources, release_digest=index.release_digest(),
+                              extra_metadata=opts.metadata_strings)
+    progress.check_cancelled()
+
+    repo = _open_repo(opts.repo, create=not opts.dry_run)
+    previous = repo.resolve_ref(treefile.ref) if repo else None
+    prev_info = repo.commit(previous) if repo and previous else None
+    if prev_info and not opts.force_nocache and prev_info.metadata.get(md.KEY_INPUTHASH) == inputhash:
+        return ComposeResult(treefile.ref, previous, changed=False,
+                             version=prev_info.metadata.get(md.KEY_VERSION))
+    if opts.no_parent:
+        parent = None
+    elif opts.parent:
+        if repo is None:
+            raise RepoError(f"--parent {opts.parent}: repository {opts.repo} does not exist")
+        parent = repo.resolve(opts.parent)
+    else:
+        parent = previous
+
+    plan = plan_rootfs(treefile, repos, arch, index.fetch_options, opts.cache_only)
+    env = {"SOURCE_DATE_EPOCH": str(opts.source_date_epoch)} if opts.source_date_epoch is not None else {}
+    workroot = Path(tempfile.mkdtemp(prefix="apt-ostree-compose-", dir=opts.workdir or _default_workdir()))
+    try:
+        rootfs = workroot / "rootfs"
+        if opts.dry_run:
+            progress.step("Resolving packages (dry run)")
+            collect = _Collect(progress)
+            build_rootfs(plan, rootfs, workroot, cachedir, env, collect, simulate=True)
+            inst = tuple(sorted(ln.split()[1] for ln in collect.lines if ln.startswith("Inst ")))
+            return ComposeResult(treefile.ref, None, changed=True, transaction=inst)
+        progress.step(f"Building root file system ({treefile.variant}, {len(plan.include)} packages requested)")
+        build_rootfs(plan, rootfs, workroot, cachedir, env, progress)
+        progress.check_cancelled()
+        kver = postprocess_tree(treefile, rootfs, env, progress)
+        packages = tuple(parse_dpkg_status((rootfs / layout.DPKG_DATABASE / "status").read_text()))
+
+        version = opts.metadata_strings.get("version") or treefile.add_commit_metadata.get("version")
+        if version is None and treefile.automatic_version_prefix:
+            prev_version = prev_info.metadata.get(md.KEY_VERSION) if prev_info else None
+            version = md.next_version(treefile.automatic_version_prefix, prev_version)
+        meta: dict[str, Any] = dict(treefile.add_commit_metadata)
+        meta.update(opts.metadata_strings)
+        meta.update({md.KEY_INPUTHASH: inputhash, md.KEY_SOURCES: sources,
+                     md.KEY_PACKAGES: md.packages_variant(packages)})
+        if version is not None:
+            meta[md.KEY_VERSION] = str(version)
+        if kver:
+            meta["ostree.bootable"] = True
+            meta["ostree.linux"] = kver
+        progress.step(f"Committing {treefile.ref} to {opts.repo}")
+        assert repo is not None
+        timestamp = opts.source_date_epoch if opts.source_date_epoch is not None else int(time.time())
+        checksum = repo.commit_tree(rootfs, ref=treefile.ref, parent=parent, metadata=variant_metadata(meta),
+                                    timestamp=timestamp)
+        progress.done()
+        return ComposeResult(treefile.ref, checksum, changed=True, packages=packages,
+                             version=str(version) if version is not None else None)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+
+
+def _default_workdir() -> str:
+    return os.environ.get("TMPDIR", "/var/tmp")
+
+
+def _open_repo(path: Path, create: bool) -> Repo | None:
+    if (path / "config").is_file():
+        return Repo.open(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RepoError(f"not an OSTree repository: {path}")
+    if not create:
+        return None
+    return Repo.open_or_create(path, "bare")
+
+
+def postprocess_tree(treefile: Treefile, root: Path, env: dict[str, str], progress: Progress) -> str | None:
+    """Apply the treefile's changes and the OSTree layout to ``root``; return the kernel version."""
+    progress.step("Post-processing the tree")
+    for src, dest in treefile.add_files:
+        target = root / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, target)
+    sandbox = Sandbox(rootfs=root, capabilities=("ALL",), env=env)
+    for unit in treefile.units:
+        _in_tree(sandbox, ["systemctl", "enable", unit], progress, f"units: enabling {unit}")
+    if treefile.default_target:
+        _in_tree(sandbox, ["systemctl", "set-default", treefile.default_target], progress,
+                 f"default-target: {treefile.default_target}")
+    scripts = [(f"postprocess[{i}]", s) for i, s in enumerate(treefile.postprocess)]
+    if treefile.postprocess_script:
+        scripts.append(("postprocess-script", treefile.postprocess_script.read_text()))
+    for name, text in scripts:
+        script_dir = Path(tempfile.mkdtemp(prefix="apt-ostree-script-"))
+        try:
+            (script_dir / "script").write_text(text)
+            (script_dir / "script").chmod(0o755)
+            sb = Sandbox(rootfs=root, capabilities=("ALL",), env=env,
+                         binds=(Bind(script_dir, "/run/apt-ostree", readonly=True),))
+            interp = [] if text.startswith("#!") else ["/bin/sh", "-e"]
+            _in_tree(sb, [*interp, "/run/apt-ostree/script"], progress, f"treefile {treefile.path}: {name}")
+        finally:
+            shutil.rmtree(script_dir)
+    for rel in treefile.remove_files:
+        target = root / rel.lstrip("/")
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.is_symlink() or target.exists():
+            target.unlink()
+
+    kver = kernel.find_kernel(root)
+    if treefile.container:
+        if kver:
+            raise ComposeError(f"treefile {treefile.path}: container: true, but the tree has kernel {kver}",
+                               hint="drop the linux-image package or set container: false")
+    else:
+        if kver is None:
+            raise ComposeError(f"treefile {treefile.path}: packages: the tree has no kernel",
+                               hint="add linux-image-amd64 (or set container: true)")
+        progress.step(f"Building the initramfs for {kver}")
+        kernel.place_kernel(root, kver)
+        kernel.build_initramfs(root, kver, treefile.initramfs_args, progress, env)
+
+    progress.step("Converting to the OSTree layout")
+    layout.clean_host_leftovers(root, treefile.machineid_compat)
+    state_lines = layout.move_package_state(root)
+    var_lines, dropped = layout.convert_var(root)
+    if dropped:
+        progress.message(f"dropped {len(dropped)} files from /var (logs and caches), e.g. {', '.join(dropped[:3])}")
+    top_lines = layout.make_toplevel_links(root)
+    layout.empty_api_dirs(root)
+    layout.write_tmpfiles(root, layout.TMPFILES_VAR, var_lines + state_lines, "/var content of the composed tree")
+    layout.write_tmpfiles(root, layout.TMPFILES_LAYOUT, top_lines, "targets of the OSTree top-level symlinks")
+    layout.move_etc(root)
+    layout.check_layout(root, treefile.container)
+    return kver
+
+
+def _in_tree(sandbox: Sandbox, argv: list[str], progress: Progress, what: str) -> None:
+    try:
+        run(sandbox.argv(argv), progress=progress, what=what)
+    except CommandError as e:
+        raise ComposeError(e.message, hint=e.hint) from None

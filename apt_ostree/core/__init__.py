@@ -1,0 +1,1 @@
+"""The engine: no argparse, no D-Bus. Every operation takes a Progress."""

@@ -1,0 +1,238 @@
+"""Turn a Debian root file system into an OSTree-ready tree, and check it.
+
+The layout (see docs/architecture.md):
+- /etc moves to /usr/etc (libostree 3-way merges it at deploy time);
+- package state that must travel with the tree moves under /usr with a
+  relative symlink left at its /var path and a tmpfiles.d ``L`` line
+  (dpkg database in /usr/share/dpkg/database, debconf, ucf, deb-systemd-helper);
+- the rest of /var becomes tmpfiles.d entries and is emptied;
+- home root opt srv mnt media usr/local become symlinks into /var or /run;
+- /sysroot is empty and /ostree points into it; /dev /proc /sys /run /tmp are empty.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from apt_ostree.errors import ComposeError
+
+DPKG_DATABASE = "usr/share/dpkg/database"
+
+# (path in /var, path under /usr) for package state that belongs to the tree.
+STATE_MOVES = (
+    ("var/lib/dpkg", DPKG_DATABASE),
+    ("var/cache/debconf", "usr/share/debconf/database"),
+    ("var/lib/ucf", "usr/share/ucf/database"),
+    ("var/lib/systemd/deb-systemd-helper-enabled", "usr/share/deb-systemd-helper/enabled"),
+    ("var/lib/systemd/deb-systemd-helper-masked", "usr/share/deb-systemd-helper/masked"),
+)
+
+# top-level name -> (symlink target, tmpfiles.d line creating the target)
+TOPLEVEL_LINKS = (
+    ("home", "var/home", "d /var/home 0755 root root -"),
+    ("root", "var/roothome", "d /var/roothome 0700 root root -"),
+    ("opt", "var/opt", "d /var/opt 0755 root root -"),
+    ("srv", "var/srv", "d /var/srv 0755 root root -"),
+    ("mnt", "var/mnt", "d /var/mnt 0755 root root -"),
+    ("media", "run/media", "d /run/media 0755 root root -"),
+)
+USRLOCAL_DIRS = ("bin", "etc", "games", "include", "lib", "man", "sbin", "share", "src")
+API_DIRS = ("dev", "proc", "sys", "run", "tmp")
+TMPFILES_VAR = "usr/lib/tmpfiles.d/apt-ostree-var.conf"
+TMPFILES_LAYOUT = "usr/lib/tmpfiles.d/apt-ostree-layout.conf"
+REMOVE_FILES = (
+    "etc/machine-id", "etc/hostname", "etc/resolv.conf", "usr/sbin/policy-rc.d",
+    "var/lib/dbus/machine-id", "etc/ssh/ssh_host_*", "etc/initramfs-tools/conf.d/resume",
+)
+
+
+def _empty_dir(path: Path) -> None:
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _names(root: Path, file: str) -> dict[int, str]:
+    names: dict[int, str] = {}
+    path = root / file
+    if path.exists():
+        for line in path.read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                names.setdefault(int(fields[2]), fields[0])
+    return names
+
+
+def clean_host_leftovers(root: Path, machineid_compat: bool) -> None:
+    """Files a build leaves that must not be in an image (host identity, keys, locks)."""
+    for pattern in REMOVE_FILES:
+        for p in root.glob(pattern):
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+    if machineid_compat:
+        (root / "etc/machine-id").write_text("")
+        (root / "etc/machine-id").chmod(0o444)
+
+
+def move_package_state(root: Path) -> list[str]:
+    """Move /var package state under /usr; leave relative symlinks; return tmpfiles lines."""
+    lines = []
+    for var_path, usr_path in STATE_MOVES:
+        src, dest = root / var_path, root / usr_path
+        if not src.exists() or src.is_symlink():
+            continue
+        if dest.exists():
+            raise ComposeError(f"cannot move /{var_path}: /{usr_path} already exists")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), dest)
+        target = os.path.relpath(dest, src.parent)
+        src.symlink_to(target)
+        lines.append(f"L /{var_path} - - - - {target}")
+    return lines
+
+
+def convert_var(root: Path) -> tuple[list[str], list[str]]:
+    """Describe /var as tmpfiles.d lines and empty it (keeping the state symlinks).
+
+    Returns (tmpfiles lines, paths of regular files that were dropped).
+    """
+    var = root / "var"
+    users, groups = _names(root, "etc/passwd"), _names(root, "etc/group")
+    known = _tmpfiles_paths(root)
+    state_links = {v for v, _ in STATE_MOVES}
+    lines: list[str] = []
+    dropped: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(var):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            rel = str(rel_dir / name)
+            st = path.lstat()
+            if "/" + rel in known:
+                if not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+                    dropped.append("/" + rel)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                lines.append(f"d /{rel} {stat.S_IMODE(st.st_mode):04o} {users.get(st.st_uid, st.st_uid)} "
+                             f"{groups.get(st.st_gid, st.st_gid)} -")
+            elif stat.S_ISLNK(st.st_mode):
+                if rel not in state_links:
+                    lines.append(f"L /{rel} - - - - {os.readlink(path)}")
+            else:
+                dropped.append("/" + rel)
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    # Empty /var, then put back only the state symlinks (they travel in the commit).
+    keep = {v: os.readlink(root / v) for v in state_links if (root / v).is_symlink()}
+    _empty_dir(var)
+    for rel, target in sorted(keep.items()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(target)
+    return lines, dropped
+
+
+def _tmpfiles_paths(root: Path) -> set[str]:
+    """Paths the tree's packages already describe in tmpfiles.d (not to be duplicated)."""
+    paths = set()
+    for conf in sorted((root / "usr/lib/tmpfiles.d").glob("*.conf")):
+        for line in conf.read_text(errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and not fields[0].startswith("#"):
+                paths.add(fields[1].rstrip("/"))
+    return paths
+
+
+def make_toplevel_links(root: Path) -> list[str]:
+    """home, root, opt, srv, mnt, media and usr/local as symlinks; return tmpfiles lines."""
+    lines = []
+    for name, target, line in TOPLEVEL_LINKS:
+        path = root / name
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            content = [p.name for p in path.iterdir()]
+            if content and name not in ("root",):
+                raise ComposeError(f"/{name} is not empty ({', '.join(sorted(content)[:5])})",
+                                   hint=f"/{name} becomes a symlink to /{target}; packages must not ship files there")
+            shutil.rmtree(path)
+        path.symlink_to(target)
+        lines.append(line)
+    local = root / "usr/local"
+    if local.is_dir() and not local.is_symlink():
+        stray = [str(p.relative_to(root)) for p in local.rglob("*") if not p.is_dir()]
+        if stray:
+            raise ComposeError(f"/usr/local is not empty ({', '.join(sorted(stray)[:5])})",
+                               hint="/usr/local becomes a symlink to /var/usrlocal")
+        shutil.rmtree(local)
+    if not local.is_symlink():
+        local.symlink_to("../var/usrlocal")
+    lines.append("d /var/usrlocal 0755 root root -")
+    lines += [f"d /var/usrlocal/{d} 0755 root root -" for d in USRLOCAL_DIRS]
+    sysroot = root / "sysroot"
+    sysroot.mkdir(exist_ok=True)
+    _empty_dir(sysroot)
+    ostree = root / "ostree"
+    if ostree.is_symlink() or ostree.exists():
+        if ostree.is_dir() and not ostree.is_symlink():
+            shutil.rmtree(ostree)
+        else:
+            ostree.unlink()
+    ostree.symlink_to("sysroot/ostree")
+    return lines
+
+
+def empty_api_dirs(root: Path) -> None:
+    for name in API_DIRS:
+        d = root / name
+        d.mkdir(exist_ok=True)
+        _empty_dir(d)
+    (root / "tmp").chmod(0o1777)
+
+
+def move_etc(root: Path) -> None:
+    etc, usretc = root / "etc", root / "usr/etc"
+    if usretc.exists():
+        raise ComposeError("the tree already has /usr/etc", hint="packages must not ship files in /usr/etc")
+    shutil.move(str(etc), usretc)
+
+
+def write_tmpfiles(root: Path, rel: str, lines: list[str], header: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {header}\n# Generated by apt-ostree compose; do not edit.\n" + "".join(f"{ln}\n" for ln in lines))
+    path.chmod(0o644)
+
+
+def check_layout(root: Path, container: bool) -> None:
+    """Assert the tree is a valid OSTree tree; raise ComposeError naming the problem."""
+    problems = []
+    if (root / "etc").exists():
+        problems.append("/etc still exists")
+    if not (root / "usr/etc").is_dir():
+        problems.append("/usr/etc is missing")
+    for name in API_DIRS:
+        d = root / name
+        if d.exists() and any(d.iterdir()):
+            problems.append(f"/{name} is not empty")
+    boot = root / "boot"
+    if boot.exists() and any(boot.iterdir()):
+        problems.append("/boot is not empty")
+    if not (root / DPKG_DATABASE / "status").is_file():
+        problems.append(f"/{DPKG_DATABASE}/status is missing")
+    if (root / "usr/sbin/policy-rc.d").exists():
+        problems.append("/usr/sbin/policy-rc.d left behind")
+    if list((root / "usr/etc/ssh").glob("ssh_host_*")):
+        problems.append("ssh host keys left behind")
+    if not container:
+        kernels = [p for p in (root / "usr/lib/modules").glob("*/vmlinuz")]
+        if len(kernels) != 1:
+            problems.append(f"expected exactly one kernel in /usr/lib/modules, found {len(kernels)}")
+        elif not (kernels[0].parent / "initramfs.img").is_file():
+            problems.append(f"no initramfs.img next to {kernels[0].relative_to(root)}")
+    if problems:
+        raise ComposeError("composed tree is not OSTree-ready: " + "; ".join(problems))

@@ -1,0 +1,208 @@
+"""A small typed facade over libostree (PyGObject).
+
+All ``gi.repository.OSTree`` calls of the engine sit here, so the rest of the
+code deals in paths, strings and plain Python values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gi
+
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, GLib, OSTree  # noqa: E402
+
+from apt_ostree.errors import RepoError  # noqa: E402
+
+MODES = {
+    "bare": OSTree.RepoMode.BARE,
+    "archive": OSTree.RepoMode.ARCHIVE,
+    "archive-z2": OSTree.RepoMode.ARCHIVE,
+    "bare-user": OSTree.RepoMode.BARE_USER,
+    "bare-user-only": OSTree.RepoMode.BARE_USER_ONLY,
+}
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    checksum: str
+    parent: str | None
+    timestamp: int
+    subject: str
+    metadata: Mapping[str, Any]
+
+
+def _gerror(what: str, e: GLib.Error) -> RepoError:
+    return RepoError(f"{what}: {e.message}")
+
+
+class Repo:
+    """An open OSTree repository."""
+
+    def __init__(self, path: Path, repo: OSTree.Repo) -> None:
+        self.path = path
+        self._repo = repo
+
+    # ----------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: Path) -> Repo:
+        path = Path(path)
+        if not (path / "config").is_file():
+            raise RepoError(f"not an OSTree repository: {path}", hint="create one with: ostree init --repo=PATH --mode=bare")
+        repo = OSTree.Repo.new(Gio.File.new_for_path(str(path)))
+        try:
+            repo.open(None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot open repository {path}", e) from None
+        return cls(path, repo)
+
+    @classmethod
+    def open_or_create(cls, path: Path, mode: str = "bare") -> Repo:
+        """Open ``path``; create a new repository of ``mode`` if it does not exist."""
+        path = Path(path)
+        if (path / "config").is_file():
+            return cls.open(path)
+        if path.exists() and any(path.iterdir()):
+            raise RepoError(f"not an OSTree repository (and not empty): {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        repo = OSTree.Repo.new(Gio.File.new_for_path(str(path)))
+        try:
+            repo.create(MODES[mode], None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot create repository {path}", e) from None
+        return cls(path, repo)
+
+    @property
+    def mode(self) -> str:
+        mode = self._repo.get_mode()
+        return {v: k for k, v in MODES.items() if k != "archive-z2"}[mode]
+
+    @property
+    def gobject(self) -> OSTree.Repo:
+        return self._repo
+
+    # ----------------------------------------------------------- reading
+    def resolve(self, rev: str) -> str:
+        """A ref, or a (partial) checksum, to a full commit checksum. Raises RepoError."""
+        try:
+            _, checksum = self._repo.resolve_rev(rev, False)
+        except GLib.Error as e:
+            raise RepoError(f"unknown revision {rev!r} in {self.path}: {e.message}") from None
+        return str(checksum)
+
+    def resolve_ref(self, ref: str) -> str | None:
+        """The commit a ref points to, or None if there is no such ref."""
+        try:
+            _, checksum = self._repo.resolve_rev(ref, True)
+        except GLib.Error as e:
+            raise RepoError(f"cannot read ref {ref!r} in {self.path}: {e.message}") from None
+        return str(checksum) if checksum else None
+
+    def refs(self) -> list[str]:
+        _, refs = self._repo.list_refs(None, None)
+        return sorted(refs)
+
+    def commit(self, rev: str) -> CommitInfo:
+        checksum = self.resolve(rev)
+        try:
+            _, variant, _state = self._repo.load_commit(checksum)
+        except GLib.Error as e:
+            raise _gerror(f"cannot load commit {checksum}", e) from None
+        metadata = variant.get_child_value(0).unpack()
+        parent = OSTree.commit_get_parent(variant)
+        return CommitInfo(
+            checksum=checksum,
+            parent=parent,
+            timestamp=OSTree.commit_get_timestamp(variant),
+            subject=variant.get_child_value(3).get_string(),
+            metadata=metadata,
+        )
+
+    def read_file(self, rev: str, path: str) -> bytes | None:
+        """The content of a regular file in a commit, or None if absent. Follows no symlinks
+        except relative ones inside the tree (e.g. /var/lib/dpkg -> ../../usr/...)."""
+        checksum = self.resolve(rev)
+        try:
+            _, root, _ = self._repo.read_commit(checksum, None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot read commit {checksum}", e) from None
+        target = root.resolve_relative_path(path.lstrip("/"))
+        try:
+            info = target.query_info("standard::type", Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
+        except GLib.Error:
+            return None
+        if info.get_file_type() != Gio.FileType.REGULAR:
+            return None
+        _, contents, _ = target.load_contents(None)
+        return bytes(contents)
+
+    # ----------------------------------------------------------- writing
+    def commit_tree(
+        self,
+        rootfs: Path,
+        *,
+        ref: str,
+        parent: str | None,
+        metadata: Mapping[str, GLib.Variant],
+        timestamp: int,
+        subject: str = "",
+    ) -> str:
+        """Commit the directory ``rootfs`` and point ``ref`` at it; return the checksum.
+
+        The metadata keys are written sorted so that equal inputs give equal commits.
+        """
+        repo = self._repo
+        try:
+            repo.prepare_transaction(None)
+            try:
+                mtree = OSTree.MutableTree.new()
+                modifier = OSTree.RepoCommitModifier.new(
+                    OSTree.RepoCommitModifierFlags.SKIP_XATTRS
+                    if self.mode in ("bare-user-only",)
+                    else OSTree.RepoCommitModifierFlags.NONE,
+                    None,
+                )
+                dfd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    repo.write_dfd_to_mtree(dfd, ".", mtree, modifier, None)
+                finally:
+                    os.close(dfd)
+                _, root = repo.write_mtree(mtree, None)
+                builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
+                for key in sorted(metadata):
+                    builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
+                                                                  GLib.Variant.new_variant(metadata[key])))
+                _, checksum = repo.write_commit_with_time(parent, subject, None, builder.end(), root,
+                                                          timestamp, None)
+                repo.transaction_set_ref(None, ref, checksum)
+                repo.commit_transaction(None)
+            except BaseException:
+                repo.abort_transaction(None)
+                raise
+        except GLib.Error as e:
+            raise _gerror(f"cannot commit to {self.path}", e) from None
+        return str(checksum)
+
+
+def variant_metadata(values: Mapping[str, Any]) -> dict[str, GLib.Variant]:
+    """Plain Python metadata (str/bool/int, lists of tuples of str) to GVariants."""
+    out: dict[str, GLib.Variant] = {}
+    for key, value in values.items():
+        if isinstance(value, GLib.Variant):
+            out[key] = value
+        elif isinstance(value, bool):
+            out[key] = GLib.Variant("b", value)
+        elif isinstance(value, int):
+            out[key] = GLib.Variant("t" if value >= 0 else "x", value)
+        elif isinstance(value, str):
+            out[key] = GLib.Variant("s", value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = GLib.Variant("as", value)
+        else:
+            raise TypeError(f"unsupported metadata value for {key}: {value!r}")
+    return out

@@ -1,0 +1,140 @@
+"""The one helper through which every subprocess runs.
+
+It starts from a clean environment, logs the argv, forwards stderr lines to
+the progress renderer, keeps the stderr tail for the error, honours
+cancellation and raises :class:`CommandError` on failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from apt_ostree.errors import Cancelled, CommandError
+from apt_ostree.progress import Progress
+
+log = logging.getLogger(__name__)
+
+CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STDERR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr_tail: tuple[str, ...]
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A minimal, predictable environment for child processes."""
+    env = {"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "HOME": "/root"}
+    for key in ("TMPDIR", "http_proxy", "https_proxy", "no_proxy"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _pump(stream: IO[str], tail: collections.deque[str], progress: Progress | None) -> None:
+    for raw in stream:
+        line = raw.rstrip("\n")
+        tail.append(line)
+        if progress is not None:
+            progress.output(line)
+        else:
+            log.debug("| %s", line)
+
+
+def run(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    capture: bool = False,
+    check: bool = True,
+    progress: Progress | None = None,
+    stdin_text: str | None = None,
+    what: str | None = None,
+) -> Result:
+    """Run ``argv``; return its result, raise CommandError if it fails and ``check``.
+
+    ``capture`` collects stdout as text (otherwise stdout goes to our stderr so
+    that stdout stays for results). ``what`` names the step in the error message.
+    """
+    args = tuple(str(a) for a in argv)
+    log.info("run: %s", shlex.join(args))
+    if progress is not None:
+        progress.check_cancelled()
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    proc = subprocess.Popen(
+        args,
+        env=clean_env(env),
+        cwd=cwd,
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    out_chunks: list[str] = []
+    err_thread = threading.Thread(target=_pump, args=(proc.stderr, tail, progress), daemon=True)
+    err_thread.start()
+    if capture:
+        out_thread = threading.Thread(
+            target=lambda: out_chunks.append(proc.stdout.read() if proc.stdout else ""), daemon=True
+        )
+    else:
+        out_thread = threading.Thread(target=_pump, args=(proc.stdout, tail, progress), daemon=True)
+    out_thread.start()
+    if stdin_text is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(stdin_text)
+        finally:
+            proc.stdin.close()
+    cancelled = False
+    while True:
+        try:
+            proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if progress is not None and progress.cancelled and not cancelled:
+                cancelled = True
+                os.killpg(proc.pid, 15)
+    err_thread.join()
+    out_thread.join()
+    if cancelled:
+        raise Cancelled(f"{what or args[0]} cancelled")
+    result = Result(args, proc.returncode, "".join(out_chunks), tuple(tail))
+    if check and proc.returncode != 0:
+        raise CommandError(
+            f"{what or os.path.basename(args[0])} failed (exit code {proc.returncode})"
+            + (f": {_last_meaningful(tail)}" if tail else ""),
+            hint="\n".join(tail) if tail else None,
+            returncode=proc.returncode,
+        )
+    return result
+
+
+def _last_meaningful(tail: collections.deque[str]) -> str:
+    """The most telling line of a stderr tail: the last line mentioning an error."""
+    for line in reversed(tail):
+        low = line.lower()
+        if line.strip() and ("error" in low or low.startswith("e:")):
+            return line.strip()
+    for line in reversed(tail):
+        if line.strip():
+            return line.strip()
+    return ""
