@@ -76,6 +76,7 @@ def compose_tree(treefile: Treefile, opts: ComposeOptions, progress: Progress) -
         cache_tmp = tempfile.TemporaryDirectory(prefix="apt-ostree-cache-", dir=opts.workdir)
     cachedir = Path(cache_tmp.name) if cache_tmp else opts.cachedir
     assert cachedir is not None
+    cachedir = cachedir.resolve()
     try:
         return _compose(treefile, opts, progress, arch, repos, cachedir)
     finally:

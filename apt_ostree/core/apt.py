@@ -59,7 +59,7 @@ def parse_dpkg_status(text: str) -> list[Package]:
     for para in re.split(r"\n\s*\n", text):
         if not para.strip():
             continue
-        section = apt_pkg.TagSection(para)
+        section = apt_pkg.TagSection(para.strip("\n") + "\n")
         if section.get("Status", "").split()[-1:] != ["installed"]:
             continue
         packages.append(Package(section["Package"], section["Version"], section.get("Architecture", "all")))
@@ -159,7 +159,7 @@ class AptIndex:
     """
 
     def __init__(self, cachedir: Path, repos: Sequence[AptRepo], arch: str) -> None:
-        self.dir = cachedir / "apt"
+        self.dir = cachedir.resolve() / "apt"
         self.repos = tuple(repos)
         self.arch = arch
         self.fetch_options = host_fetch_options()
