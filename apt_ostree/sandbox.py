@@ -47,7 +47,7 @@ class Sandbox:
         for bind in self.binds:
             args += ["--ro-bind" if bind.readonly else "--bind", str(bind.source), bind.dest]
         for path in self.readonly_paths:
-            args += ["--ro-bind", path, path]
+            args += ["--remount-ro", path]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.network:
             args += ["--unshare-net"]

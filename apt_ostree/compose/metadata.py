@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def _file_digest(path: Path) -> str:
     if path.is_dir():
         for p in sorted(path.rglob("*")):
             h.update(str(p.relative_to(path)).encode() + b"\0")
-            if p.is_file() and not p.is_symlink():
+            if p.is_symlink():
+                h.update(b"->" + os.readlink(p).encode())
+            elif p.is_file():
                 h.update(p.read_bytes())
     else:
         h.update(path.read_bytes())

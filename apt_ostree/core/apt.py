@@ -90,11 +90,11 @@ def _parse_one_line(text: str) -> list[AptRepo]:
     repos = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
-        if not line.startswith("deb "):
+        if not re.match(r"deb\s", line):
             continue
         opts: dict[str, str] = {}
         m = re.match(r"deb\s+\[([^\]]*)\]\s+(.*)", line)
-        rest = line[4:]
+        rest = line[4:].strip()
         if m:
             for opt in m.group(1).split():
                 if "=" in opt:

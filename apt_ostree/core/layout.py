@@ -12,6 +12,7 @@ The layout (see docs/architecture.md):
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import stat
@@ -41,6 +42,8 @@ TOPLEVEL_LINKS = (
 )
 USRLOCAL_DIRS = ("bin", "etc", "games", "include", "lib", "man", "sbin", "share", "src")
 API_DIRS = ("dev", "proc", "sys", "run", "tmp")
+# tmpfiles.d line types that create their path (z, Z, x, r, e, a, h, t only adjust or remove).
+CREATING_TYPES = frozenset("dDvqQLCfFwpcb")
 TMPFILES_VAR = "usr/lib/tmpfiles.d/apt-ostree-var.conf"
 TMPFILES_LAYOUT = "usr/lib/tmpfiles.d/apt-ostree-layout.conf"
 REMOVE_FILES = (
@@ -71,7 +74,8 @@ def _names(root: Path, file: str) -> dict[int, str]:
 def clean_host_leftovers(root: Path, machineid_compat: bool) -> None:
     """Files a build leaves that must not be in an image (host identity, keys, locks)."""
     for pattern in REMOVE_FILES:
-        for p in root.glob(pattern):
+        # glob() skips dangling symlinks for exact names (resolv.conf -> /run/...): look them up directly.
+        for p in root.glob(pattern) if glob.has_magic(pattern) else [root / pattern]:
             if p.is_symlink() or p.is_file():
                 p.unlink()
     if machineid_compat:
@@ -133,7 +137,7 @@ def convert_var(root: Path) -> tuple[list[str], list[str]]:
     for rel, target in sorted(keep.items()):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).symlink_to(target)
-    return lines, dropped
+    return sorted(lines, key=lambda ln: ln.split()[1]), dropped
 
 
 def _tmpfiles_paths(root: Path) -> set[str]:
@@ -142,7 +146,7 @@ def _tmpfiles_paths(root: Path) -> set[str]:
     for conf in sorted((root / "usr/lib/tmpfiles.d").glob("*.conf")):
         for line in conf.read_text(errors="replace").splitlines():
             fields = line.split()
-            if len(fields) >= 2 and not fields[0].startswith("#"):
+            if len(fields) >= 2 and fields[0][:1] in CREATING_TYPES:
                 paths.add(fields[1].rstrip("/"))
     return paths
 

@@ -46,12 +46,11 @@ class AptRepo:
         ]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "uris": list(self.uris),
-            "suites": list(self.suites),
-            "components": list(self.components),
-            "signed-by": str(self.signed_by) if self.signed_by else None,
-        }
+        data: dict[str, Any] = {"uris": list(self.uris), "suites": list(self.suites),
+                                "components": list(self.components)}
+        if self.signed_by:
+            data["signed-by"] = str(self.signed_by)
+        return data
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,8 @@ class Treefile:
         return tuple(dict.fromkeys(self.packages + extra))
 
     def to_json(self) -> dict[str, Any]:
-        """The expanded treefile as plain data (``--print-only``, input hash)."""
-        return {
+        """The expanded treefile as plain data (``--print-only``, input hash); unset keys are left out."""
+        data = {
             "ref": self.ref,
             "releasever": self.releasever,
             "repos": [r.to_json() for r in self.repos] if self.repos is not None else None,
@@ -108,8 +107,8 @@ class Treefile:
             "add-commit-metadata": dict(self.add_commit_metadata),
             "automatic-version-prefix": self.automatic_version_prefix,
             "container": self.container,
-            "include": [str(p) for p in self.included],
         }
+        return {k: v for k, v in data.items() if v is not None}
 
 
 # ---------------------------------------------------------------- validation
@@ -228,7 +227,7 @@ def _packages_local(ctx: _Ctx, key: str, value: Any) -> list[Path]:
     out = []
     for i, raw in enumerate(_str_list(ctx, key, value)):
         k = f"{key}[{i}]"
-        pattern = raw if raw.startswith("/") else str(ctx.base / raw)
+        pattern = raw if raw.startswith("/") else glob.escape(str(ctx.base)) + "/" + raw
         matches = sorted(glob.glob(pattern))
         if not matches:
             raise ctx.fail(k, f"no .deb file matches {pattern}", hint="build it first (make deb)")
@@ -281,6 +280,13 @@ def _keys(ctx: _Ctx) -> dict[str, tuple[str, Callable[[str, Any], Any]]]:
             raise ctx.fail(k, f"not a target unit: {s!r}")
         return s
 
+    def version_prefix(k: str, v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, float):
+            raise ctx.fail(k, f"expected a string, got the number {v}", hint=f'quote it: {k}: "{v}"')
+        return _str(ctx, k, v)
+
     table: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
         "ref": (_SCALAR, ref),
         "releasever": (_SCALAR, lambda k, v: _str(ctx, k, v)),
@@ -299,7 +305,7 @@ def _keys(ctx: _Ctx) -> dict[str, tuple[str, Callable[[str, Any], Any]]]:
         "machineid-compat": (_SCALAR, lambda k, v: _bool(ctx, k, v)),
         "initramfs-args": (_LIST, lambda k, v: _str_list(ctx, k, v)),
         "add-commit-metadata": (_MAP, lambda k, v: _metadata(ctx, k, v)),
-        "automatic-version-prefix": (_SCALAR, lambda k, v: _str(ctx, k, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)),
+        "automatic-version-prefix": (_SCALAR, version_prefix),
         "container": (_SCALAR, lambda k, v: _bool(ctx, k, v)),
     }
     for arch in ARCHES:
@@ -348,8 +354,10 @@ def _load_merged(path: Path, stack: tuple[Path, ...], ctx_parent: _Ctx | None, k
             inc_path = _path(ctx, k, inc, must_exist=False)
             if not inc_path.exists():
                 raise ctx.fail(k, f"included file not found: {inc_path}")
+            if inc_path.resolve() in included:
+                continue  # already merged through another include
             sub = _load_merged(inc_path, stack + (path,), ctx, k, included)
-            included.append(inc_path)
+            included.append(inc_path.resolve())
             _merge(merged, sub, table)
     own: dict[str, Any] = {}
     for k, v in data.items():
