@@ -10,17 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from gi.repository import GLib
 
 from apt_ostree import __version__
-from apt_ostree.core.apt import Package
 from apt_ostree.core.treefile import Treefile
 
-KEY_PACKAGES = "apt-ostree.packages"
 KEY_SOURCES = "apt-ostree.sources"
 KEY_INPUTHASH = "apt-ostree.inputhash"
 KEY_VERSION = "version"
@@ -74,14 +69,3 @@ def next_version(prefix: str, previous: str | None) -> str:
         if tail.isdigit():
             return f"{prefix}.{int(tail) + 1}"
     return prefix
-
-
-def packages_variant(packages: Sequence[Package]) -> GLib.Variant:
-    return GLib.Variant("a(sss)", [(p.name, p.version, p.arch) for p in sorted(packages)])
-
-
-def packages_from_metadata(metadata: Mapping[str, Any]) -> list[Package] | None:
-    raw = metadata.get(KEY_PACKAGES)
-    if raw is None:
-        return None
-    return sorted(Package(n, v, a) for n, v, a in raw)

@@ -127,6 +127,6 @@ def _explain(e: CommandError) -> str:
         if line.startswith("E: ") and "mmdebstrap" not in line and "apt-get" not in line:
             return "package installation failed: " + line.removeprefix("E: ")
     for line in tail:
-        if "unmet dependencies" in line.lower() or "but it is not installable" in line or "but it is not going to be installed" in line:
+        if any(s in line for s in ("nmet dependencies", "is not installable", "is not going to be installed")):
             return "package dependencies cannot be satisfied: " + line.strip()
     return e.message

@@ -20,6 +20,7 @@ from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
 from apt_ostree.core import kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
+from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
 from apt_ostree.core.treefile import Treefile
 from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError
 from apt_ostree.progress import Progress
@@ -108,10 +109,11 @@ def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch:
                               extra_metadata=opts.metadata_strings)
     progress.check_cancelled()
 
-    repo = _open_repo(opts.repo, create=not opts.dry_run)
+    repo = _open_repo(opts.repo)
     previous = repo.resolve_ref(treefile.ref) if repo else None
     prev_info = repo.commit(previous) if repo and previous else None
-    if prev_info and not opts.force_nocache and prev_info.metadata.get(md.KEY_INPUTHASH) == inputhash:
+    unchanged = prev_info is not None and prev_info.metadata.get(md.KEY_INPUTHASH) == inputhash
+    if prev_info and unchanged and not opts.force_nocache and not opts.dry_run:
         return ComposeResult(treefile.ref, previous, changed=False,
                              version=prev_info.metadata.get(md.KEY_VERSION))
     if opts.no_parent:
@@ -147,14 +149,15 @@ def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch:
         meta: dict[str, Any] = dict(treefile.add_commit_metadata)
         meta.update(opts.metadata_strings)
         meta.update({md.KEY_INPUTHASH: inputhash, md.KEY_SOURCES: sources,
-                     md.KEY_PACKAGES: md.packages_variant(packages)})
+                     KEY_PACKAGES: packages_variant(packages)})
         if version is not None:
             meta[md.KEY_VERSION] = str(version)
         if kver:
             meta["ostree.bootable"] = True
             meta["ostree.linux"] = kver
         progress.step(f"Committing {treefile.ref} to {opts.repo}")
-        assert repo is not None
+        if repo is None:  # created only now, so that a failed compose leaves nothing behind
+            repo = Repo.open_or_create(opts.repo, "bare")
         timestamp = opts.source_date_epoch if opts.source_date_epoch is not None else int(time.time())
         checksum = repo.commit_tree(rootfs, ref=treefile.ref, parent=parent, metadata=variant_metadata(meta),
                                     timestamp=timestamp)
@@ -169,14 +172,13 @@ def _default_workdir() -> str:
     return os.environ.get("TMPDIR", "/var/tmp")
 
 
-def _open_repo(path: Path, create: bool) -> Repo | None:
+def _open_repo(path: Path) -> Repo | None:
+    """The repository if it exists; None if it is to be created by the commit."""
     if (path / "config").is_file():
         return Repo.open(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RepoError(f"not an OSTree repository: {path}")
-    if not create:
-        return None
-    return Repo.open_or_create(path, "bare")
+    return None
 
 
 def postprocess_tree(treefile: Treefile, root: Path, env: dict[str, str], progress: Progress) -> str | None:

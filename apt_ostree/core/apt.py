@@ -73,7 +73,7 @@ def host_sources(root: Path = Path("/")) -> tuple[AptRepo, ...]:
     """The machine's own configured APT sources (``deb`` entries only)."""
     etc = root / "etc/apt"
     repos: list[AptRepo] = []
-    files = [etc / "sources.list"] + sorted((etc / "sources.list.d").glob("*"))
+    files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*"))]
     for f in files:
         if not f.is_file():
             continue
@@ -144,7 +144,7 @@ FETCH_OPTIONS = ("Acquire::Check-Valid-Until", "Acquire::Check-Date", "Acquire::
 
 def host_fetch_options() -> dict[str, str]:
     _init()
-    return {k: str(apt_pkg.config.find(k)) for k in FETCH_OPTIONS if apt_pkg.config.exists(k)}
+    return {k: str(apt_pkg.config.find(k)) for k in FETCH_OPTIONS if k in apt_pkg.config}
 
 
 # ---------------------------------------------------------------- index cache
@@ -230,9 +230,7 @@ class AptIndex:
                 continue
             pkg = cache[name]
             versions = [v.ver_str for v in pkg.version_list]
-            if version and version not in versions:
-                out.append(item)
-            elif not versions and not pkg.has_provides:
+            if (version and version not in versions) or (not versions and not pkg.has_provides):
                 out.append(item)
         return out
 

@@ -53,7 +53,8 @@ class Repo:
     def open(cls, path: Path) -> Repo:
         path = Path(path)
         if not (path / "config").is_file():
-            raise RepoError(f"not an OSTree repository: {path}", hint="create one with: ostree init --repo=PATH --mode=bare")
+            raise RepoError(f"not an OSTree repository: {path}",
+                            hint="create one with: ostree init --repo=PATH --mode=bare")
         repo = OSTree.Repo.new(Gio.File.new_for_path(str(path)))
         try:
             repo.open(None)

@@ -7,16 +7,31 @@ the dpkg status file is read straight out of the commit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from apt_ostree.compose.metadata import packages_from_metadata
+from gi.repository import GLib
+
 from apt_ostree.core.apt import Package, parse_dpkg_status, version_compare
 from apt_ostree.core.layout import DPKG_DATABASE
 from apt_ostree.core.ostree import Repo
 from apt_ostree.errors import RepoError
 
+KEY_PACKAGES = "apt-ostree.packages"
 STATUS_PATHS = (f"{DPKG_DATABASE}/status", "var/lib/dpkg/status")
+
+
+def packages_variant(packages: Sequence[Package]) -> GLib.Variant:
+    """The package list as commit metadata: a(sss) of name, version, architecture."""
+    return GLib.Variant("a(sss)", [(p.name, p.version, p.arch) for p in sorted(packages)])
+
+
+def packages_from_metadata(metadata: Mapping[str, Any]) -> list[Package] | None:
+    raw = metadata.get(KEY_PACKAGES)
+    if raw is None:
+        return None
+    return sorted(Package(n, v, a) for n, v, a in raw)
 
 
 def commit_packages(repo: Repo, rev: str) -> list[Package]:
@@ -63,7 +78,8 @@ def diff_packages(old: Sequence[Package], new: Sequence[Package]) -> PackageDiff
     after = {(p.name, p.arch): p for p in new}
     added = tuple(sorted(after[k] for k in after.keys() - before.keys()))
     removed = tuple(sorted(before[k] for k in before.keys() - after.keys()))
-    up, down = [], []
+    up: list[Change] = []
+    down: list[Change] = []
     for key in sorted(before.keys() & after.keys()):
         a, b = before[key], after[key]
         if a.version == b.version:

@@ -244,7 +244,7 @@ def _metadata(ctx: _Ctx, key: str, value: Any) -> dict[str, Any]:
     for k, v in value.items():
         if not isinstance(k, str):
             raise ctx.fail(key, f"metadata keys must be strings, got {k!r}")
-        if not isinstance(v, (str, bool, int)) or isinstance(v, float):
+        if not isinstance(v, str | bool | int) or isinstance(v, float):
             raise ctx.fail(f"{key}.{k}", f"expected a string, integer or boolean, got {_type_name(v)}")
     return dict(value)
 
@@ -339,7 +339,7 @@ def _load_merged(path: Path, stack: tuple[Path, ...], ctx_parent: _Ctx | None, k
     """Read ``path`` with its includes; return converted values keyed by treefile key."""
     path = path.resolve()
     if path in stack:
-        raise TreefileError(f"treefile {path}: include cycle: {' -> '.join(str(p) for p in stack + (path,))}")
+        raise TreefileError(f"treefile {path}: include cycle: {' -> '.join(str(p) for p in (*stack, path))}")
     data = _read_yaml(path, ctx_parent, key)
     ctx = _Ctx(path)
     merged: dict[str, Any] = {}
@@ -356,7 +356,7 @@ def _load_merged(path: Path, stack: tuple[Path, ...], ctx_parent: _Ctx | None, k
                 raise ctx.fail(k, f"included file not found: {inc_path}")
             if inc_path.resolve() in included:
                 continue  # already merged through another include
-            sub = _load_merged(inc_path, stack + (path,), ctx, k, included)
+            sub = _load_merged(inc_path, (*stack, path), ctx, k, included)
             included.append(inc_path.resolve())
             _merge(merged, sub, table)
     own: dict[str, Any] = {}
@@ -387,7 +387,8 @@ def load_treefile(path: Path) -> Treefile:
     included: list[Path] = []
     values = _load_merged(path, (), None, "", included)
     if "ref" not in values:
-        raise TreefileError(f"treefile {path}: ref: missing", hint="every treefile needs a ref, e.g. debian/bookworm/x86_64/minimal")
+        raise TreefileError(f"treefile {path}: ref: missing",
+                            hint="every treefile needs a ref, e.g. debian/bookworm/x86_64/minimal")
     packages_arch = {k.removeprefix("packages-"): tuple(v) for k, v in values.items()
                      if k.startswith("packages-") and k.removeprefix("packages-") in ARCHES}
     return Treefile(

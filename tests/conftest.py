@@ -1,0 +1,86 @@
+"""Shared fixtures: the CLI as a subprocess, and composes shared across a session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parent.parent
+BUILD = TOP / "_build"
+MINIMAL = TOP / "examples" / "minimal.yaml"
+MINIMAL_REF = "debian/bookworm/x86_64/minimal"
+EPOCH = "1700000000"
+
+
+@dataclass(frozen=True)
+class Cli:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def apt_ostree(*args: str | Path, check: bool = True) -> Cli:
+    """Run the apt-ostree CLI from this checkout, as a user would."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8"}
+    proc = subprocess.run(["/usr/bin/python3", "-m", "apt_ostree.cli.main", *map(str, args)],
+                          env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise AssertionError(f"apt-ostree {' '.join(map(str, args))} exited {proc.returncode}")
+    return Cli(proc.returncode, proc.stdout, proc.stderr)
+
+
+def error_lines(cli: Cli) -> list[str]:
+    return [ln for ln in cli.stderr.splitlines() if ln.startswith("error:")]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.iter_markers(name=m) for m in ("unit", "root", "dbus", "vm")):
+            raise pytest.UsageError(f"{item.nodeid}: every test needs a tier marker (unit, root, dbus, vm)")
+
+
+@pytest.fixture(scope="session")
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the root tier must run as root (make check runs as root)")
+
+
+@pytest.fixture(scope="session")
+def deb(needs_root: None) -> Path:
+    """apt-ostree's own .deb, built by `make deb` (examples/minimal.yaml installs it)."""
+    subprocess.run(["make", "-C", str(TOP), "deb"], check=True, capture_output=True)
+    debs = sorted(BUILD.glob("apt-ostree_*_all.deb"))
+    assert debs, "make deb built no package"
+    return debs[-1]
+
+
+@pytest.fixture(scope="session")
+def cachedir(needs_root: None) -> Path:
+    """Package lists and .debs shared by every compose of the session (and kept across runs)."""
+    path = BUILD / "test-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Composed:
+    repo: Path
+    ref: str
+    checksum: str
+
+
+@pytest.fixture(scope="session")
+def minimal(deb: Path, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
+    """examples/minimal.yaml composed once per session, reproducibly (fixed SOURCE_DATE_EPOCH)."""
+    repo = tmp_path_factory.mktemp("minimal") / "repo"
+    commitid = repo.parent / "commitid"
+    apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", cachedir,
+               "--source-date-epoch", EPOCH, "--write-commitid-to", commitid)
+    yield Composed(repo, MINIMAL_REF, commitid.read_text().strip())
