@@ -71,8 +71,8 @@ def mmdebstrap_argv(plan: RootfsPlan, target: Path, sources: Path, cachedir: Pat
         argv.append("--include=" + ",".join(plan.include))
     for deb in plan.local_debs:
         argv.append(f"--include={deb}")
-    if plan.local_debs:
-        argv.append(f"--hook-dir={FILE_MIRROR_HOOKS}")
+    # Makes local .debs and file:// repositories visible inside the chroot (a no-op otherwise).
+    argv.append(f"--hook-dir={FILE_MIRROR_HOOKS}")
     opts = dict(plan.aptopts)
     opts["APT::Install-Recommends"] = "true" if plan.recommends else "false"
     if plan.cache_only:
