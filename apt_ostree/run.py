@@ -24,7 +24,7 @@ from apt_ostree.progress import Progress
 log = logging.getLogger(__name__)
 
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-STDERR_TAIL_LINES = 20
+STDERR_TAIL_LINES = 40
 
 
 @dataclass(frozen=True)

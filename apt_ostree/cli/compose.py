@@ -62,8 +62,8 @@ def run_tree(args: argparse.Namespace) -> int:
     )
     result = compose_tree(treefile, opts, progress_for(args))
     if args.dry_run:
-        for name in result.transaction:
-            out(name)
+        for line in result.transaction:
+            out(line)
         out(f"# dry run: {len(result.transaction)} packages would be installed; nothing was written")
         return 0
     if not result.changed:

@@ -61,6 +61,11 @@ def _q(path: Path | str) -> str:
     return shlex.quote(str(path))
 
 
+def exclude_pin(plan: RootfsPlan) -> str:
+    """APT preferences that make the excluded packages uninstallable (rpm-ostree's exclude-packages)."""
+    return "".join(f"Package: {p}\nPin: release *\nPin-Priority: -1\n\n" for p in plan.exclude)
+
+
 def mmdebstrap_argv(plan: RootfsPlan, target: Path, sources: Path, cachedir: Path,
                     simulate: bool = False) -> list[str]:
     debs = cachedir / "debs"
@@ -76,21 +81,21 @@ def mmdebstrap_argv(plan: RootfsPlan, target: Path, sources: Path, cachedir: Pat
     opts = dict(plan.aptopts)
     opts["APT::Install-Recommends"] = "true" if plan.recommends else "false"
     if plan.cache_only:
-        opts["APT::Get::Download"] = "false"
         argv.append("--skip=update")
     for key, value in opts.items():
         argv.append(f'--aptopt={key} "{value}"')
     if simulate:
-        argv.append("--simulate")
+        argv += ["--simulate", "--verbose"]  # --verbose: apt-get's "Inst" lines
+        if plan.exclude:  # hooks do not run when simulating: point APT at the pin directly
+            argv.append(f'--aptopt=Dir::Etc::PreferencesParts "{sources.parent / "preferences.d"}"')
     else:
         argv += [
             "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives",
             f"--setup-hook=sync-in {_q(debs)} /var/cache/apt/archives/",
         ]
         if plan.exclude:
-            pin = "".join(f"Package: {p}\nPin: release *\nPin-Priority: -1\n\n" for p in plan.exclude)
             argv.append("--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && printf %s "
-                        + _q(pin) + " > \"$1\"/etc/apt/preferences.d/apt-ostree-exclude")
+                        + _q(exclude_pin(plan)) + " > \"$1\"/etc/apt/preferences.d/apt-ostree-exclude")
         if plan.cache_only:
             argv += ["--setup-hook=mkdir -p \"$1\"/var/lib/apt/lists",
                      f"--setup-hook=sync-in {_q(lists)} /var/lib/apt/lists/"]
@@ -110,6 +115,9 @@ def build_rootfs(plan: RootfsPlan, target: Path, workdir: Path, cachedir: Path, 
     (cachedir / "debs").mkdir(parents=True, exist_ok=True)
     sources = workdir / "sources.list"
     sources.write_text(sources_list_text(plan.repos))
+    if simulate and plan.exclude:
+        (workdir / "preferences.d").mkdir(exist_ok=True)
+        (workdir / "preferences.d/apt-ostree-exclude.pref").write_text(exclude_pin(plan))
     argv = mmdebstrap_argv(plan, target, sources, cachedir, simulate)
     try:
         result = run(argv, env=env, progress=progress, capture=simulate, what="mmdebstrap")
@@ -119,14 +127,15 @@ def build_rootfs(plan: RootfsPlan, target: Path, workdir: Path, cachedir: Path, 
 
 
 def _explain(e: CommandError) -> str:
+    """The telling line of a failed mmdebstrap run: a missing package, then an unmet dependency."""
     tail = (e.hint or "").splitlines()
     for line in tail:
         if "Unable to locate package" in line or "has no installation candidate" in line:
             return "package not available: " + line.removeprefix("E: ")
     for line in tail:
+        if any(s in line for s in ("is not installable", "is not going to be installed", "but it is not")):
+            return "package dependencies cannot be satisfied: " + " ".join(line.split())
+    for line in tail:
         if line.startswith("E: ") and "mmdebstrap" not in line and "apt-get" not in line:
             return "package installation failed: " + line.removeprefix("E: ")
-    for line in tail:
-        if any(s in line for s in ("nmet dependencies", "is not installable", "is not going to be installed")):
-            return "package dependencies cannot be satisfied: " + line.strip()
     return e.message

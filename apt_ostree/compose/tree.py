@@ -134,7 +134,8 @@ def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch:
             progress.step("Resolving packages (dry run)")
             collect = _Collect(progress)
             build_rootfs(plan, rootfs, workroot, cachedir, env, collect, simulate=True)
-            inst = tuple(sorted(ln.split()[1] for ln in collect.lines if ln.startswith("Inst ")))
+            inst = tuple(sorted({" ".join(ln.split()[1:3]).replace("(", "") for ln in collect.lines
+                                 if ln.startswith("Inst ")}))
             return ComposeResult(treefile.ref, None, changed=True, transaction=inst)
         progress.step(f"Building root file system ({treefile.variant}, {len(plan.include)} packages requested)")
         build_rootfs(plan, rootfs, workroot, cachedir, env, progress)

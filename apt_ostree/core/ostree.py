@@ -125,8 +125,8 @@ class Repo:
         )
 
     def read_file(self, rev: str, path: str) -> bytes | None:
-        """The content of a regular file in a commit, or None if absent. Follows no symlinks
-        except relative ones inside the tree (e.g. /var/lib/dpkg -> ../../usr/...)."""
+        """The content of a regular file in a commit; None if it is absent or not a regular file
+        (symlinks are not followed)."""
         checksum = self.resolve(rev)
         try:
             _, root, _ = self._repo.read_commit(checksum, None)
@@ -139,8 +139,18 @@ class Repo:
             return None
         if info.get_file_type() != Gio.FileType.REGULAR:
             return None
-        _, contents, _ = target.load_contents(None)
-        return bytes(contents)
+        # Read the content object directly (GFile.load_contents on a RepoFile trips a GIO assertion).
+        _, stream, file_info, _ = self._repo.load_file(target.get_checksum(), None)
+        size = file_info.get_size()
+        chunks = []
+        while size > 0:
+            chunk = stream.read_bytes(min(size, 1 << 20), None).get_data()
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size -= len(chunk)
+        stream.close(None)
+        return b"".join(chunks)
 
     # ----------------------------------------------------------- writing
     def commit_tree(

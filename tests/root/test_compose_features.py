@@ -7,7 +7,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,15 @@ def build_deb(root: Path, name: str, version: str, depends: str = "") -> Path:
     return out
 
 
+@pytest.fixture
+def apt_readable(tmp_path: Path) -> Iterator[Path]:
+    """A directory APT's unprivileged _apt user can read (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="apt-ostree-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 def signed_repo(root: Path) -> tuple[Path, Path]:
     """A local APT repository signed with a fresh key; returns (repo dir, keyring file)."""
     build_deb(root, "hello-aot", "1.0")
@@ -57,6 +69,9 @@ def signed_repo(root: Path) -> tuple[Path, Path]:
                    env=env, check=True, capture_output=True)
     keyring = root / "test-archive.gpg"
     keyring.write_bytes(subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout)
+    for path in [root, *root.rglob("*")]:
+        if path != gnupg and gnupg not in path.parents:
+            path.chmod(0o755 if path.is_dir() else 0o644)
     return repo, keyring
 
 
@@ -70,8 +85,8 @@ def host_repos_yaml() -> str:
     return "".join(lines)
 
 
-def test_features(tmp_path: Path, cachedir: Path) -> None:
-    local, keyring = signed_repo(tmp_path / "local")
+def test_features(tmp_path: Path, cachedir: Path, apt_readable: Path) -> None:
+    local, keyring = signed_repo(apt_readable)
     (tmp_path / "files").mkdir()
     (tmp_path / "files/motd").write_text("composed by apt-ostree\n")
     (tmp_path / "post.sh").write_text("#!/bin/sh\nset -e\necho from-script > /usr/share/aot-script\n")
@@ -141,8 +156,8 @@ add-commit-metadata:
     assert Repo.open(repo).commit("test/features").parent is None
 
 
-def test_excluded_package_cannot_be_pulled_in(tmp_path: Path, cachedir: Path) -> None:
-    local, keyring = signed_repo(tmp_path / "local")
+def test_excluded_package_cannot_be_pulled_in(tmp_path: Path, cachedir: Path, apt_readable: Path) -> None:
+    local, keyring = signed_repo(apt_readable)
     treefile = tmp_path / "t.yaml"
     treefile.write_text(f"""\
 ref: test/exclude
@@ -160,3 +175,7 @@ exclude-packages: [hello-aot]
     assert cli.returncode == 1
     assert len(error_lines(cli)) == 1 and "hello-aot" in error_lines(cli)[0], cli.stderr
     assert not (tmp_path / "repo").exists()
+    # A dry run resolves with the same pin, so it fails the same way.
+    dry = apt_ostree("compose", "tree", treefile, "--repo", tmp_path / "repo", "--cachedir", cachedir, "--dry-run",
+                     check=False)
+    assert dry.returncode == 1 and len(error_lines(dry)) == 1, dry.stderr
