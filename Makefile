@@ -36,7 +36,7 @@ $(VENV)/.stamp: pyproject.toml
 
 deb: $(DEB)
 
-$(DEB): $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/\|^docs/\|^examples/')
+$(DEB): $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/\|^examples/\|^docs/benchmarks.md')
 	rm -rf $(BUILD)/pkg && mkdir -p $(BUILD)/pkg/apt-ostree-$(VERSION)
 	tar --exclude=./_build --exclude=./.git --exclude=__pycache__ -cf - . \
 		| tar -xf - -C $(BUILD)/pkg/apt-ostree-$(VERSION)

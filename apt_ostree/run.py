@@ -11,6 +11,7 @@ import collections
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -105,14 +106,19 @@ def run(
         finally:
             proc.stdin.close()
     cancelled = False
-    while True:
-        try:
-            proc.wait(timeout=0.2)
-            break
-        except subprocess.TimeoutExpired:
-            if progress is not None and progress.cancelled and not cancelled:
-                cancelled = True
-                os.killpg(proc.pid, 15)
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if progress is not None and progress.cancelled and not cancelled:
+                    cancelled = True
+                    _terminate(proc)
+    except BaseException:
+        # Ctrl-C or an error in the caller: the child runs in its own session, so stop it here.
+        _terminate(proc)
+        raise
     err_thread.join()
     out_thread.join()
     if cancelled:
@@ -126,6 +132,18 @@ def run(
             returncode=proc.returncode,
         )
     return result
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the child's process group; SIGKILL it if it has not gone within 10 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 def _last_meaningful(tail: collections.deque[str]) -> str:

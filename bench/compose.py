@@ -64,6 +64,11 @@ def baseline_once(work: Path) -> float:
     shutil.rmtree(repo, ignore_errors=True)
     start = time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for node in (rootfs / "dev").iterdir():  # device nodes cannot be committed
+        if node.is_dir() and not node.is_symlink():
+            shutil.rmtree(node)
+        else:
+            node.unlink()
     subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare"], check=True)
     subprocess.run(["ostree", "commit", f"--repo={repo}", "--branch=baseline", f"--tree=dir={rootfs}"],
                    check=True, stdout=subprocess.DEVNULL)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.compose import metadata as md
-from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
+from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs, unmount_below
 from apt_ostree.core import kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
@@ -166,6 +166,7 @@ def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch:
         return ComposeResult(treefile.ref, checksum, changed=True, packages=packages,
                              version=str(version) if version is not None else None)
     finally:
+        unmount_below(workroot)  # never delete through a bind mount left by a failed build
         shutil.rmtree(workroot, ignore_errors=True)
 
 

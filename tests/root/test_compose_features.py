@@ -115,10 +115,12 @@ automatic-version-prefix: "1"
 add-commit-metadata:
   test.key: 42
 """)
-    repo = tmp_path / "repo"
+    repo = tmp_path / "repo"  # an existing archive repository (as served over HTTP)
+    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
     apt_ostree("compose", "tree", treefile, "--repo", repo, "--cachedir", cachedir,
                "--add-metadata-string", "test.string=hello", "--write-commitid-to", tmp_path / "id")
     r = Repo.open(repo)
+    assert r.mode == "archive"
     first = r.resolve("test/features")
     assert (tmp_path / "id").read_text() == first
     meta = r.commit(first).metadata
@@ -175,6 +177,9 @@ exclude-packages: [hello-aot]
     assert cli.returncode == 1
     assert len(error_lines(cli)) == 1 and "hello-aot" in error_lines(cli)[0], cli.stderr
     assert not (tmp_path / "repo").exists()
+    # mmdebstrap failed with the file:// repo bind-mounted into its chroot: nothing stays mounted.
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if "apt-ostree-compose-" in line]
     # A dry run resolves with the same pin, so it fails the same way.
     dry = apt_ostree("compose", "tree", treefile, "--repo", tmp_path / "repo", "--cachedir", cachedir, "--dry-run",
                      check=False)
