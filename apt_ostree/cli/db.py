@@ -63,20 +63,16 @@ def run_diff(args: argparse.Namespace) -> int:
             "downgraded": [{"name": c.name, "arch": c.arch, "from": c.old, "to": c.new} for c in d.downgraded],
         }, indent=2))
         return 0
+    out(f"ostree diff commit from: {args.from_rev} ({a})")
+    out(f"ostree diff commit to:   {args.to_rev} ({b})")
     if args.format == "diff":
-        out(f"ostree diff commit from: {args.from_rev} ({a})")
-        out(f"ostree diff commit to:   {args.to_rev} ({b})")
-        for c in d.upgraded:
-            out(f"!{c.name} {c.old} -> {c.new}")
-        for c in d.downgraded:
+        for c in d.upgraded + d.downgraded:
             out(f"!{c.name} {c.old} -> {c.new}")
         for p in d.removed:
             out(f"-{p.name} {p.version}")
         for p in d.added:
             out(f"+{p.name} {p.version}")
         return 0
-    out(f"ostree diff commit from: {args.from_rev} ({a})")
-    out(f"ostree diff commit to:   {args.to_rev} ({b})")
     if d.empty:
         out("No package changes.")
     for title, changes in (("Upgraded", d.upgraded), ("Downgraded", d.downgraded)):

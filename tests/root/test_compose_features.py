@@ -75,13 +75,15 @@ def signed_repo(root: Path) -> tuple[Path, Path]:
     return repo, keyring
 
 
-def host_repos_yaml() -> str:
-    lines = []
+def repos_yaml(local: Path, keyring: Path) -> str:
+    """A treefile `repos:` block: the host's own sources plus the signed local repository."""
+    lines = ["repos:\n"]
     for r in host_sources():
         lines.append(f"  - uris: [{', '.join(r.uris)}]\n    suites: [{', '.join(r.suites)}]\n"
                      f"    components: [{', '.join(r.components)}]\n")
         if r.signed_by:
             lines.append(f"    signed-by: {r.signed_by}\n")
+    lines.append(f"  - uris: [file://{local}]\n    suites: [test]\n    signed-by: {keyring}\n")
     return "".join(lines)
 
 
@@ -96,11 +98,7 @@ ref: test/features
 releasever: bookworm
 variant: minbase
 container: true
-repos:
-{host_repos_yaml()}  - uris: [file://{local}]
-    suites: [test]
-    signed-by: {keyring}
-packages: [systemd, hello-aot-extra]
+{repos_yaml(local, keyring)}packages: [systemd, hello-aot-extra]
 exclude-packages: [hello-aot-nonexistent-is-fine-to-exclude]
 add-files:
   - [files/motd, /etc/motd]
@@ -166,11 +164,7 @@ ref: test/exclude
 releasever: bookworm
 variant: essential
 container: true
-repos:
-{host_repos_yaml()}  - uris: [file://{local}]
-    suites: [test]
-    signed-by: {keyring}
-packages: [hello-aot-extra]
+{repos_yaml(local, keyring)}packages: [hello-aot-extra]
 exclude-packages: [hello-aot]
 """)
     cli = apt_ostree("compose", "tree", treefile, "--repo", tmp_path / "repo", "--cachedir", cachedir, check=False)
