@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from apt_ostree.cli.common import key_value, out, progress_for, write_atomically
+from apt_ostree.compose.diskimage import DiskImageOptions, build_disk_image
 from apt_ostree.compose.tree import ComposeOptions, compose_tree
 from apt_ostree.core.treefile import dumps, load_treefile
 from apt_ostree.errors import UsageError
@@ -37,6 +38,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tree.add_argument("--cache-only", action="store_true", help="use only cached package lists and .debs")
     tree.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 when the inputs are unchanged")
     tree.set_defaults(func=run_tree)
+
+    disk = csub.add_parser("disk-image", help="build a bootable disk image from a commit",
+                           description="Partition and format OUTPUT (a file or a block device), deploy REF "
+                                       "from REPO into it and install GRUB.")
+    disk.add_argument("output", type=Path, metavar="OUTPUT")
+    disk.add_argument("--repo", type=Path, required=True, help="OSTree repository holding the commit")
+    disk.add_argument("--ref", required=True, help="ref (or commit checksum) to deploy")
+    disk.add_argument("--size", default="8G", help="disk size for a file OUTPUT (default 8G)")
+    disk.add_argument("--format", choices=("raw", "qcow2"), default="raw")
+    disk.add_argument("--bootloader", choices=("bios",), default="bios",
+                      help="bios: GRUB in the MBR (default)")
+    disk.add_argument("--karg", action="append", default=[], metavar="KARG",
+                      help="extra kernel argument, e.g. quiet or console=ttyS0 (repeatable)")
+    disk.add_argument("--root-ssh-key", type=Path, metavar="FILE", help="authorized_keys for root")
+    disk.add_argument("--root-password-hash", metavar="HASH", help="crypt(3) hash of root's password")
+    disk.add_argument("--hostname", metavar="NAME")
+    disk.add_argument("--remote", type=key_value, metavar="NAME=URL",
+                      help="add this remote to the image; the deployment's origin becomes NAME:REF")
+    disk.set_defaults(func=run_disk_image)
+
+
+def run_disk_image(args: argparse.Namespace) -> int:
+    opts = DiskImageOptions(
+        repo=args.repo, ref=args.ref, output=args.output.absolute(), size=args.size, format=args.format,
+        bootloader=args.bootloader, kargs=tuple(args.karg), root_ssh_key=args.root_ssh_key,
+        root_password_hash=args.root_password_hash, hostname=args.hostname, remote=args.remote,
+    )
+    checksum = build_disk_image(opts, progress_for(args))
+    out(f"Wrote disk image: {args.output}")
+    out(f"Deployed: {args.ref} ({checksum})")
+    return 0
 
 
 def run_tree(args: argparse.Namespace) -> int:

@@ -83,6 +83,25 @@ def clean_host_leftovers(root: Path, machineid_compat: bool) -> None:
         (root / "etc/machine-id").chmod(0o444)
 
 
+SSH_KEYGEN_UNIT = "usr/lib/systemd/system/apt-ostree-ssh-keygen.service"
+SSH_KEYGEN_DROPIN = "usr/lib/systemd/system/ssh.service.d/apt-ostree-ssh-keygen.conf"
+
+
+def add_ssh_keygen(root: Path) -> bool:
+    """Images ship no SSH host keys (each machine needs its own), and Debian's ssh.service
+    does not create them: generate the missing ones before sshd starts."""
+    if not (root / "usr/sbin/sshd").exists():
+        return False
+    unit = root / SSH_KEYGEN_UNIT
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text("[Unit]\nDescription=Generate missing SSH host keys (images ship none)\n"
+                    "Before=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n")
+    dropin = root / SSH_KEYGEN_DROPIN
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Unit]\nWants=apt-ostree-ssh-keygen.service\nAfter=apt-ostree-ssh-keygen.service\n")
+    return True
+
+
 def move_package_state(root: Path) -> list[str]:
     """Move /var package state under /usr; leave relative symlinks; return tmpfiles lines."""
     lines = []

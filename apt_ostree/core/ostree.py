@@ -153,6 +153,38 @@ class Repo:
         return b"".join(chunks)
 
     # ----------------------------------------------------------- writing
+    def disable_fsync(self) -> None:
+        self._repo.set_disable_fsync(True)
+
+    def set_config(self, section: str, key: str, value: str) -> None:
+        config = self._repo.copy_config()
+        config.set_string(section, key, value)
+        try:
+            self._repo.write_config(config)
+        except GLib.Error as e:
+            raise _gerror(f"cannot write the configuration of {self.path}", e) from None
+
+    def pull_local(self, source: Repo, checksum: str) -> None:
+        """Copy a commit and its objects from another local repository (``ostree pull-local``)."""
+        options = GLib.Variant("a{sv}", {"refs": GLib.Variant("as", [checksum])})
+        try:
+            self._repo.pull_with_options(f"file://{source.path.resolve()}", options, None, None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot pull {checksum[:12]} from {source.path}", e) from None
+
+    def add_remote(self, name: str, url: str, gpg_verify: bool) -> None:
+        options = GLib.Variant("a{sv}", {"gpg-verify": GLib.Variant("b", gpg_verify)})
+        try:
+            self._repo.remote_add(name, url, options, None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot add remote {name} to {self.path}", e) from None
+
+    def set_ref(self, remote: str | None, ref: str, checksum: str) -> None:
+        try:
+            self._repo.set_ref_immediate(remote, ref, checksum, None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot set ref {ref} in {self.path}", e) from None
+
     def commit_tree(
         self,
         rootfs: Path,

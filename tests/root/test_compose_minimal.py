@@ -96,6 +96,7 @@ def test_etc_is_clean(checkout: Path) -> None:
     etc = checkout / "usr/etc"
     assert (etc / "machine-id").read_text() == ""
     assert not list((etc / "ssh").glob("ssh_host_*"))
+    assert (checkout / "usr/lib/systemd/system/ssh.service.d/apt-ostree-ssh-keygen.conf").is_file()
     assert not (etc / "hostname").exists()
     assert not (checkout / "usr/sbin/policy-rc.d").exists()
     assert (etc / "default/grub").is_file()

@@ -1,0 +1,132 @@
+"""GRUB menus from ostree's boot loader entries, for Debian's GRUB (no blscfg).
+
+libostree's grub2 backend writes ``/boot/loader.N/grub.cfg`` by running
+``grub2-mkconfig`` (Debian: ``grub-mkconfig`` with ostree-boot's 15_ostree). On a
+booted system that is what happens. For a sysroot that is not booted (building a
+disk image, or ``--sysroot``) libostree would chroot into the new deployment;
+instead we point ``OSTREE_GRUB2_EXEC`` at a small program that writes the menu
+from the BLS entries directly (:func:`menu`), with no chroot and no devices.
+
+The static ``/boot/grub/grub.cfg`` sets up the console and sources
+``/loader/grub.cfg``; ``/boot/loader`` is the symlink libostree swaps atomically,
+so every deploy or rollback changes the menu atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from apt_ostree.errors import ComposeError
+from apt_ostree.run import run
+
+EXEC_ENV = "OSTREE_GRUB2_EXEC"
+SYSROOT_ENV = "APT_OSTREE_GRUB_SYSROOT"
+BOOT_UUID_ENV = "APT_OSTREE_GRUB_BOOT_UUID"
+
+STATIC_CFG = """\
+# Written by apt-ostree. The boot menu itself is /loader/grub.cfg, which libostree
+# replaces atomically on every deploy, rollback or kernel argument change.
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set timeout=3
+function load_video {
+  insmod all_video
+}
+if [ -s /grubenv ]; then
+  load_env -f /grubenv
+fi
+source /loader/grub.cfg
+"""
+
+
+GRUB_PC_DIR = Path("/usr/lib/grub/i386-pc")
+SECTOR = 512
+MBR_CODE = 440           # boot.img bytes that go into the MBR; the rest is the partition table
+BLOCKLIST_LEN = 0x1FC    # diskboot.img: length (sectors) of the rest of core.img, patched here
+
+
+def install_bios(device: Path, boot: Path, gap_sectors: int = 2048) -> None:
+    """Install GRUB for BIOS: boot.img in the MBR, core.img in the gap before partition 1.
+
+    This does what grub-install/grub-bios-setup do for an embedded install, without their
+    device probing, which cannot map partitions of loop devices set up with partx (as on
+    hosts whose kernel does not scan partition tables). /boot is partition 1 (msdos1).
+    """
+    moddir = boot / "grub/i386-pc"
+    moddir.mkdir(parents=True, exist_ok=True)
+    for f in GRUB_PC_DIR.iterdir():
+        if f.suffix in (".mod", ".lst", ".img"):
+            shutil.copyfile(f, moddir / f.name)
+    core = moddir / "core.img"
+    run(["grub-mkimage", "-O", "i386-pc", "-o", str(core), "-p", "(hd0,msdos1)/grub",
+         "biosdisk", "part_msdos", "ext2"], what="grub-mkimage")
+    image = bytearray(core.read_bytes())
+    sectors = -(-len(image) // SECTOR)
+    if sectors >= gap_sectors:
+        raise ComposeError(f"GRUB core.img ({sectors} sectors) does not fit before the first partition")
+    image += bytes(sectors * SECTOR - len(image))
+    image[BLOCKLIST_LEN:BLOCKLIST_LEN + 2] = (sectors - 1).to_bytes(2, "little")
+    boot_img = (moddir / "boot.img").read_bytes()
+    with open(device, "r+b") as dev:
+        mbr = dev.read(SECTOR)
+        dev.seek(0)
+        dev.write(boot_img[:MBR_CODE] + mbr[MBR_CODE:])
+        dev.seek(SECTOR)
+        dev.write(image)
+        dev.flush()
+        os.fsync(dev.fileno())
+
+
+def parse_bls(text: str) -> dict[str, str]:
+    entry: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            entry[key] = value.strip()
+    return entry
+
+
+def menu(boot: Path, bootversion: int, boot_uuid: str) -> str:
+    """The GRUB menu for ``boot/loader.N/entries``: newest deployment first (the default)."""
+    entries = []
+    for conf in (boot / f"loader.{bootversion}" / "entries").glob("*.conf"):
+        entries.append(parse_bls(conf.read_text()))
+    entries.sort(key=lambda e: int(e.get("version", "0")), reverse=True)
+    out = []
+    for i, e in enumerate(entries):
+        title = e.get("title", "Debian GNU/Linux").replace("'", "")
+        out.append(f"menuentry '{title} (ostree:{i})' --class gnu-linux --class os --unrestricted "
+                   f"'ostree-{i}-{boot_uuid}' {{")
+        out += ["load_video", "set gfxpayload=keep", "insmod gzio", "insmod part_msdos", "insmod part_gpt",
+                "insmod ext2", f"search --no-floppy --fs-uuid --set=root {boot_uuid}"]
+        out.append(f"linux {e['linux']} {e.get('options', '')}".rstrip())
+        if "initrd" in e:
+            out.append(f"initrd {e['initrd']}")
+        out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def exec_main(argv: list[str]) -> int:
+    """Entry point for OSTREE_GRUB2_EXEC: ``PROG -o OUTPUT`` (called by libostree)."""
+    if len(argv) != 3 or argv[1] != "-o":
+        print(f"usage: {argv[0]} -o OUTPUT", file=sys.stderr)
+        return 2
+    bootversion = int(os.environ["_OSTREE_GRUB2_BOOTVERSION"])
+    sysroot = Path(os.environ[SYSROOT_ENV])
+    text = menu(sysroot / "boot", bootversion, os.environ[BOOT_UUID_ENV])
+    Path(argv[2]).write_text(text)
+    return 0
+
+
+def write_exec_helper(path: Path) -> Path:
+    """Write the OSTREE_GRUB2_EXEC program to ``path`` (it imports this package from where it is now)."""
+    package_root = Path(__file__).resolve().parents[2]
+    path.write_text(f"#!/usr/bin/python3\nimport sys\nsys.path.insert(0, {str(package_root)!r})\n"
+                    "from apt_ostree.core.grub import exec_main\nsys.exit(exec_main(sys.argv))\n")
+    path.chmod(0o755)
+    return path
