@@ -1,5 +1,5 @@
 # apt-ostree: the two set-up commands (run as root on Debian bookworm):
-#   make demo    compose examples/minimal.yaml into _build/repo and show the commit
+#   make demo    compose examples/minimal.yaml into _build/repo, build a disk image, boot it, show status
 #   make check   the whole test suite (unit, root, lint; later dbus and vm)
 # Both install their own Debian dependencies first (idempotently).
 
@@ -51,12 +51,13 @@ demo: deps deb
 		--write-commitid-to $(BUILD)/commitid
 	@echo "--- commit $$(cat $(BUILD)/commitid): $$($(APT_OSTREE) db list --repo $(REPO) $(REF) | tail -n +2 | wc -l) packages"
 	@$(APT_OSTREE) db list --repo $(REPO) $(REF) | head -n 15
+	$(PYTHON) examples/boot_demo.py $(REPO) $(REF) $(BUILD)/demo
 
 check: deps deb $(VENV)/.stamp
 	$(PYTHON) -m pytest -v tests
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/ruff check apt_ostree tests bench
+	$(VENV)/bin/ruff check apt_ostree tests bench examples
 	$(VENV)/bin/mypy
 
 clean:

@@ -84,3 +84,16 @@ def minimal(deb: Path, cachedir: Path, tmp_path_factory: pytest.TempPathFactory)
     apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", cachedir,
                "--source-date-epoch", EPOCH, "--write-commitid-to", commitid)
     yield Composed(repo, MINIMAL_REF, commitid.read_text().strip())
+
+
+@pytest.fixture(scope="session")
+def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Composed:
+    """examples/minimal.yaml plus one package (htop) and one file, in the same repository (ref test/extra)."""
+    work = tmp_path_factory.mktemp("extra")
+    (work / "extra-file").write_text("hello from the second commit\n")
+    treefile = work / "extra.yaml"
+    treefile.write_text(f"include: {MINIMAL}\nref: test/extra\npackages: [htop]\n"
+                        "add-files:\n  - [extra-file, /usr/share/apt-ostree-test/extra-file]\n")
+    apt_ostree("compose", "tree", treefile, "--repo", minimal.repo, "--cachedir", cachedir,
+               "--source-date-epoch", EPOCH, "--write-commitid-to", work / "commitid")
+    return Composed(minimal.repo, "test/extra", (work / "commitid").read_text().strip())

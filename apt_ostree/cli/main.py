@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from apt_ostree import __version__
-from apt_ostree.cli import compose, db
+from apt_ostree.cli import compose, db, deployments, status
 from apt_ostree.errors import AptOstreeError, Cancelled
 
 EXIT_UNCHANGED = 77
@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show subprocess output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    status.register(sub)
+    deployments.register(sub)
     compose.register(sub)
     db.register(sub)
     return parser

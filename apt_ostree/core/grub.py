@@ -100,7 +100,7 @@ def menu(boot: Path, bootversion: int, boot_uuid: str) -> str:
     out = []
     for i, e in enumerate(entries):
         title = e.get("title", "Debian GNU/Linux").replace("'", "")
-        out.append(f"menuentry '{title} (ostree:{i})' --class gnu-linux --class os --unrestricted "
+        out.append(f"menuentry '{title}' --class gnu-linux --class os --unrestricted "
                    f"'ostree-{i}-{boot_uuid}' {{")
         out += ["load_video", "set gfxpayload=keep", "insmod gzio", "insmod part_msdos", "insmod part_gpt",
                 "insmod ext2", f"search --no-floppy --fs-uuid --set=root {boot_uuid}"]

@@ -172,6 +172,37 @@ class Repo:
         except GLib.Error as e:
             raise _gerror(f"cannot pull {checksum[:12]} from {source.path}", e) from None
 
+    def pull(self, remote: str, refs: list[str], *, commit_only: bool = False, depth: int = 0) -> None:
+        """Fetch ``refs`` (refs or checksums) from ``remote``; GPG rules are the remote's."""
+        flags = OSTree.RepoPullFlags.COMMIT_ONLY if commit_only else OSTree.RepoPullFlags.NONE
+        options = GLib.Variant("a{sv}", {"refs": GLib.Variant("as", refs), "flags": GLib.Variant("i", int(flags)),
+                                         "depth": GLib.Variant("i", depth)})
+        try:
+            self._repo.pull_with_options(remote, options, None, None)
+        except GLib.Error as e:
+            message = e.message
+            if "GPG" in message or "signature" in message.lower():
+                raise RepoError(f"refusing {', '.join(refs)} from remote {remote}: {message}",
+                                hint="the remote verifies GPG signatures and the commit is not signed "
+                                     "by a trusted key") from None
+            raise RepoError(f"cannot pull {', '.join(refs)} from remote {remote}: {message}") from None
+
+    def remotes(self) -> list[str]:
+        return sorted(self._repo.remote_list() or [])
+
+    def history(self, rev: str) -> list[CommitInfo]:
+        """The commit ``rev`` and its ancestors that are present locally, newest first."""
+        out: list[CommitInfo] = []
+        checksum: str | None = self.resolve(rev)
+        while checksum:
+            try:
+                info = self.commit(checksum)
+            except RepoError:
+                break
+            out.append(info)
+            checksum = info.parent
+        return out
+
     def add_remote(self, name: str, url: str, gpg_verify: bool) -> None:
         options = GLib.Variant("a{sv}", {"gpg-verify": GLib.Variant("b", gpg_verify)})
         try:

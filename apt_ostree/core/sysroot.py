@@ -1,24 +1,33 @@
-"""A typed facade over libostree's Sysroot: initialise, deploy, list deployments.
+"""A typed facade over libostree's Sysroot: initialise, list, deploy, reorder, clean up.
 
 Works on the booted system (``/``) and on any sysroot path (disk images,
-``--sysroot`` for tests, installers and rescue).
+``--sysroot`` for tests, installers and rescue). When the sysroot is the booted
+one, new deployments are staged (finalized at shutdown by
+ostree-finalize-staged.service, so /etc edits made before the reboot are merged);
+otherwise they are written directly.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gi
 
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
+from apt_ostree.core import grub  # noqa: E402
 from apt_ostree.core.ostree import Repo  # noqa: E402
 from apt_ostree.errors import RepoError  # noqa: E402
+from apt_ostree.run import run  # noqa: E402
+
+STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by ostree-finalize-staged
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,11 @@ class Deployment:
     origin_refspec: str | None
     path: Path
     kargs: str
+    raw: Any = field(compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.osname}-{self.checksum}.{self.serial}"
 
 
 def _keyfile_string(keyfile: GLib.KeyFile | None, group: str, key: str) -> str | None:
@@ -44,10 +58,24 @@ def _keyfile_string(keyfile: GLib.KeyFile | None, group: str, key: str) -> str |
         return None
 
 
+def _user_kargs(options: str | None) -> str:
+    """The kernel arguments a user set: libostree's own ostree= argument left out."""
+    return " ".join(a for a in (options or "").split() if not a.startswith("ostree="))
+
+
 class Sysroot:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(str(self.path)))
+
+    @classmethod
+    def open(cls, path: Path) -> Sysroot:
+        if not (Path(path) / "ostree/repo/config").is_file():
+            raise RepoError(f"not an OSTree sysroot: {path}",
+                            hint="boot an apt-ostree system, or pass --sysroot PATH to a deployed sysroot")
+        sysroot = cls(path)
+        sysroot.load()
+        return sysroot
 
     @property
     def gobject(self) -> OSTree.Sysroot:
@@ -72,13 +100,17 @@ class Sysroot:
         _, repo = self._sysroot.get_repo(None)
         return Repo(self.path / "ostree/repo", repo)
 
+    @property
+    def is_booted(self) -> bool:
+        return self._sysroot.get_booted_deployment() is not None
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         try:
-            ok = self._sysroot.try_lock()
+            _, acquired = self._sysroot.try_lock()
         except GLib.Error as e:
             raise RepoError(f"cannot lock sysroot {self.path}: {e.message}") from None
-        if not (ok[0] if isinstance(ok, tuple) else ok) or (isinstance(ok, tuple) and not ok[1]):
+        if not acquired:
             raise RepoError(f"sysroot {self.path} is locked by another operation",
                             hint="wait for the other apt-ostree or ostree command to finish")
         try:
@@ -86,41 +118,129 @@ class Sysroot:
         finally:
             self._sysroot.unlock()
 
+    # ----------------------------------------------------------- reading
     def deployments(self) -> list[Deployment]:
         booted = self._sysroot.get_booted_deployment()
         staged = self._sysroot.get_staged_deployment()
         out = []
         for i, d in enumerate(self._sysroot.get_deployments()):
-            origin = d.get_origin()
-            refspec = _keyfile_string(origin, "origin", "refspec")
             bootconfig = d.get_bootconfig()
             out.append(Deployment(
                 osname=d.get_osname(), checksum=d.get_csum(), serial=d.get_deployserial(), index=i,
                 booted=booted is not None and d.equal(booted),
                 staged=staged is not None and d.equal(staged),
-                pinned=d.is_pinned(), origin_refspec=refspec,
+                pinned=d.is_pinned(), origin_refspec=_keyfile_string(d.get_origin(), "origin", "refspec"),
                 path=self.path / self._sysroot.get_deployment_dirpath(d),
-                kargs=bootconfig.get("options") if bootconfig is not None else "",
+                kargs=_user_kargs(bootconfig.get("options") if bootconfig is not None else None),
+                raw=d,
             ))
         return out
 
+    def booted(self) -> Deployment | None:
+        return next((d for d in self.deployments() if d.booted), None)
+
+    def merge_deployment(self) -> Deployment:
+        """The deployment changes start from: the booted one, else the default (first)."""
+        deployments = self.deployments()
+        if not deployments:
+            raise RepoError(f"sysroot {self.path} has no deployments")
+        for d in deployments:
+            if d.booted:
+                return d
+        return next(d for d in deployments if not d.staged)
+
+    # ----------------------------------------------------------- writing
+    @contextmanager
+    def _grub_env(self) -> Iterator[None]:
+        """For a sysroot that is not booted and boots with GRUB: write menus without a chroot."""
+        config = self.repo().gobject.copy_config()
+        try:
+            bootloader = config.get_string("sysroot", "bootloader")
+        except GLib.Error:
+            bootloader = "auto"
+        if self.is_booted or bootloader != "grub2":
+            yield
+            return
+        uuid = run(["findmnt", "-n", "-o", "UUID", "--target", str(self.path / "boot")], capture=True,
+                   check=False).stdout.strip()
+        with tempfile.TemporaryDirectory(prefix="apt-ostree-grub-") as tmp:
+            env = {grub.EXEC_ENV: str(grub.write_exec_helper(Path(tmp) / "grub2-exec")),
+                   grub.SYSROOT_ENV: str(self.path), grub.BOOT_UUID_ENV: uuid}
+            with _environ(env):
+                yield
+
+    def deploy(self, osname: str, checksum: str, refspec: str, kargs: Sequence[str] | None,
+               merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
+        """A new deployment of ``checksum``; staged when booted, else written first in the order."""
+        origin = self._sysroot.origin_new_from_refspec(refspec)
+        if merge is not None:
+            old = merge.raw.get_origin()
+            if old is not None:  # keep the rest of the origin (e.g. requested packages)
+                origin = GLib.KeyFile()
+                data = old.to_data()[0]
+                origin.load_from_data(data, len(data.encode()), GLib.KeyFileFlags.KEEP_COMMENTS)
+                origin.set_string("origin", "refspec", refspec)
+        raw_merge = merge.raw if merge is not None else None
+        argv = list(kargs) if kargs is not None else None
+        try:
+            with self._grub_env():
+                if self.is_booted:
+                    opts = OSTree.SysrootDeployTreeOpts()
+                    opts.override_kernel_argv = argv
+                    _, new = self._sysroot.stage_tree_with_options(osname, checksum, origin, raw_merge, opts, None)
+                    if lock_finalization:
+                        STAGED_LOCK.parent.mkdir(parents=True, exist_ok=True)
+                        STAGED_LOCK.touch()
+                else:
+                    _, new = self._sysroot.deploy_tree(osname, checksum, origin, raw_merge, argv, None)
+                    self._sysroot.simple_write_deployment(
+                        osname, new, raw_merge, OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot deploy {checksum[:12]}: {e.message}") from None
+        self.load()
+        return next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
+
+    def write_order(self, order: Sequence[Deployment]) -> None:
+        """Make ``order`` the deployment list (the first boots next): rollback, set-default."""
+        try:
+            with self._grub_env():
+                self._sysroot.write_deployments([d.raw for d in order], None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot write deployments of {self.path}: {e.message}") from None
+        self.load()
+
+    def cleanup(self) -> None:
+        """Delete undeployed deployments and boot files, and prune unreferenced repository objects."""
+        try:
+            self._sysroot.cleanup(None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot clean up {self.path}: {e.message}") from None
+
     def deploy_first(self, osname: str, checksum: str, refspec: str, kargs: Sequence[str],
-                     env: dict[str, str] | None = None) -> Deployment:
+                     env: Mapping[str, str] | None = None) -> Deployment:
         """Deploy ``checksum`` as the only deployment of a sysroot that is not booted."""
         origin = self._sysroot.origin_new_from_refspec(refspec)
-        saved = {k: os.environ.get(k) for k in (env or {})}
-        os.environ.update(env or {})
         try:
-            _, new = self._sysroot.deploy_tree(osname, checksum, origin, None, list(kargs), None)
-            self._sysroot.simple_write_deployment(osname, new, None,
-                                                  OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
+            with _environ(env or {}):
+                _, new = self._sysroot.deploy_tree(osname, checksum, origin, None, list(kargs), None)
+                self._sysroot.simple_write_deployment(osname, new, None,
+                                                      OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
         except GLib.Error as e:
             raise RepoError(f"cannot deploy {checksum[:12]} to {self.path}: {e.message}") from None
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         self.load()
         return self.deployments()[0]
+
+
+@contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    """libostree spawns the grub2 helper with our environment: set it for the duration."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -158,21 +158,17 @@ def test_reproducible(minimal: Composed, cachedir: Path, tmp_path: Path) -> None
         pytest.fail(f"not reproducible: {minimal.checksum} != {second}\n{cli.stderr[-2000:]}{diff}")
 
 
-def test_db_diff_shows_exactly_the_added_packages(minimal: Composed, cachedir: Path, tmp_path: Path) -> None:
-    extra = tmp_path / "extra.yaml"
-    extra.write_text(f"include: {MINIMAL}\nref: test/extra\npackages: [htop]\n")
-    apt_ostree("compose", "tree", extra, "--repo", minimal.repo, "--cachedir", cachedir,
-               "--source-date-epoch", EPOCH)
-    before = {ln.split()[0] for ln in apt_ostree("db", "list", "--repo", minimal.repo, minimal.ref)
-              .stdout.splitlines()[1:]}
-    after = {ln.split()[0] for ln in apt_ostree("db", "list", "--repo", minimal.repo, "test/extra")
+def test_db_diff_shows_exactly_the_added_packages(minimal: Composed, minimal_extra: Composed) -> None:
+    repo = minimal.repo
+    before = {ln.split()[0] for ln in apt_ostree("db", "list", "--repo", repo, minimal.ref).stdout.splitlines()[1:]}
+    after = {ln.split()[0] for ln in apt_ostree("db", "list", "--repo", repo, minimal_extra.ref)
              .stdout.splitlines()[1:]}
-    diff = json.loads(apt_ostree("db", "diff", "--repo", minimal.repo, minimal.ref, "test/extra",
+    diff = json.loads(apt_ostree("db", "diff", "--repo", repo, minimal.ref, minimal_extra.ref,
                                  "--format", "json").stdout)
     assert {p["name"] for p in diff["added"]} == after - before
     assert "htop" in after - before
     assert diff["removed"] == [] and diff["upgraded"] == [] and diff["downgraded"] == []
-    block = apt_ostree("db", "diff", "--repo", minimal.repo, minimal.ref, "test/extra").stdout
+    block = apt_ostree("db", "diff", "--repo", repo, minimal.ref, minimal_extra.ref).stdout
     assert "Added:" in block and "htop" in block
-    plain = apt_ostree("db", "diff", "--repo", minimal.repo, minimal.ref, "test/extra", "--format", "diff").stdout
+    plain = apt_ostree("db", "diff", "--repo", repo, minimal.ref, minimal_extra.ref, "--format", "diff").stdout
     assert any(ln.startswith("+htop ") for ln in plain.splitlines())

@@ -21,7 +21,7 @@ def tool(name: str) -> str:
 
 
 def test_ruff() -> None:
-    proc = subprocess.run([tool("ruff"), "check", "apt_ostree", "tests", "bench"], cwd=TOP,
+    proc = subprocess.run([tool("ruff"), "check", "apt_ostree", "tests", "bench", "examples"], cwd=TOP,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

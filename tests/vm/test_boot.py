@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.conftest import Composed, apt_ostree
-from tests.vm.qemu import Guest, make_ssh_key
+from tests.vm.qemu import Guest
 
 pytestmark = pytest.mark.vm
-
-
-@pytest.fixture(scope="session")
-def guest(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
-    """examples/minimal.yaml as a BIOS disk image, booted once for the session (TCG)."""
-    work = tmp_path_factory.mktemp("vm")
-    key, pub = make_ssh_key(work)
-    disk = work / "disk.img"
-    apt_ostree("compose", "disk-image", "--repo", minimal.repo, "--ref", minimal.ref,
-               "--root-ssh-key", pub, "--hostname", "aotest", disk)
-    with Guest(disk, ssh_key=key, serial_log=work / "serial.log") as g:
-        g.wait_for_ssh(timeout=420)
-        yield g
 
 
 def test_boots_to_multi_user(guest: Guest) -> None:

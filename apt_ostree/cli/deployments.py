@@ -1,0 +1,236 @@
+"""Deployment verbs: upgrade, deploy, rebase, rollback, cleanup, kargs, finalize-deployment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+
+from apt_ostree.cli.common import out, progress_for
+from apt_ostree.cli.status import EXIT_UNCHANGED, add_sysroot_arg
+from apt_ostree.core import deploy
+from apt_ostree.core.pkgdb import PackageDiff
+from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
+from apt_ostree.errors import RepoError, UsageError
+from apt_ostree.run import run
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("upgrade", help="pull the origin's newest commit and deploy it")
+    add_sysroot_arg(up)
+    up.add_argument("--check", action="store_true", help="only tell whether an upgrade is available")
+    up.add_argument("--preview", action="store_true", help="show the package changes of the upgrade; deploy nothing")
+    up.add_argument("--download-only", action="store_true", help="pull the upgrade; deploy nothing")
+    _common(up, downgrade=True)
+    up.set_defaults(func=run_upgrade)
+
+    dp = sub.add_parser("deploy", help="deploy a specific commit of the origin")
+    add_sysroot_arg(dp)
+    dp.add_argument("revision", metavar="REVISION", help="commit checksum or version=VERSION")
+    _common(dp)
+    dp.set_defaults(func=run_deploy)
+
+    rb = sub.add_parser("rebase", help="switch to another ref (REMOTE:REF or REF), keeping /etc changes")
+    add_sysroot_arg(rb)
+    rb.add_argument("refspec", metavar="REFSPEC")
+    _common(rb)
+    rb.set_defaults(func=run_rebase)
+
+    rl = sub.add_parser("rollback", help="make the previous deployment the default")
+    add_sysroot_arg(rl)
+    rl.add_argument("-r", "--reboot", action="store_true", help="reboot afterwards")
+    rl.set_defaults(func=run_rollback)
+
+    cl = sub.add_parser("cleanup", help="remove pending or rollback deployments; prune the repository")
+    add_sysroot_arg(cl)
+    cl.add_argument("-p", "--pending", action="store_true", help="remove the pending deployment")
+    cl.add_argument("-r", "--rollback", action="store_true", help="remove the rollback deployment")
+    cl.add_argument("-b", "--base", action="store_true", help="clean up temporary files and prune the repository")
+    cl.set_defaults(func=run_cleanup)
+
+    ka = sub.add_parser("kargs", help="show or change the kernel arguments (a new deployment)")
+    add_sysroot_arg(ka)
+    for flag, text in (("append", "add KEY=VALUE"), ("append-if-missing", "add unless present"),
+                       ("delete", "remove (error if absent)"), ("delete-if-present", "remove if present"),
+                       ("replace", "KEY=VALUE or KEY=OLD=NEW")):
+        ka.add_argument(f"--{flag}", action="append", default=[], metavar="KARG", help=text)
+    ka.add_argument("--editor", action="store_true", help="edit the arguments in $EDITOR")
+    ka.add_argument("--deploy-index", type=int, metavar="N", help="start from deployment N instead of the booted one")
+    ka.add_argument("--import-proc-cmdline", action="store_true", help="start from /proc/cmdline")
+    ka.add_argument("--unchanged-exit-77", action="store_true")
+    ka.add_argument("--lock-finalization", action="store_true")
+    ka.add_argument("-r", "--reboot", action="store_true")
+    ka.set_defaults(func=run_kargs)
+
+    fd = sub.add_parser("finalize-deployment", help="unlock a finalization-locked staged deployment and reboot")
+    add_sysroot_arg(fd)
+    fd.add_argument("checksum", metavar="CHECKSUM", help="the staged deployment's commit (or a prefix)")
+    fd.add_argument("--allow-missing-checksum", action="store_true")
+    fd.set_defaults(func=run_finalize)
+
+
+def _common(p: argparse.ArgumentParser, downgrade: bool = False) -> None:
+    p.add_argument("-C", "--cache-only", action="store_true", help="do not pull; use the local repository")
+    p.add_argument("-r", "--reboot", action="store_true", help="reboot into the new deployment")
+    p.add_argument("--lock-finalization", action="store_true",
+                   help="the staged deployment is finalized only by finalize-deployment")
+    p.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed")
+    if downgrade:
+        p.add_argument("--allow-downgrade", action="store_true", help="allow an older commit")
+
+
+def _open(args: argparse.Namespace) -> Sysroot:
+    return Sysroot.open(args.sysroot)
+
+
+def _print_diff(diff: PackageDiff | None) -> None:
+    if diff is None:
+        return
+    if diff.empty:
+        out("No package changes.")
+    for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
+        if changes:
+            out(f"{title}:")
+            for c in changes:
+                out(f"  {c.name} {c.old} -> {c.new}")
+    for title, pkgs in (("Removed", diff.removed), ("Added", diff.added)):
+        if pkgs:
+            out(f"{title}:")
+            for p in pkgs:
+                out(f"  {p.name} {p.version}")
+
+
+def _finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
+    if deployment is not None:
+        how = "Staged" if deployment.staged else "Deployed"
+        out(f"{how}: {deployment.id}")
+        if sysroot.is_booted:
+            out("Run \"systemctl reboot\" to start the new deployment." if not args.reboot else "Rebooting.")
+    if getattr(args, "reboot", False):
+        if not sysroot.is_booted:
+            raise UsageError("--reboot: the sysroot is not the booted system")
+        run(["systemctl", "reboot"], what="systemctl reboot")
+    return 0
+
+
+def _unchanged(args: argparse.Namespace, message: str) -> int:
+    out(message)
+    return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    with sysroot.locked():
+        change = deploy.upgrade(sysroot, progress_for(args), check=args.check, preview=args.preview,
+                                download_only=args.download_only, cache_only=args.cache_only,
+                                allow_downgrade=args.allow_downgrade, lock_finalization=args.lock_finalization)
+    if not change.changed:
+        return _unchanged(args, "No upgrade available.")
+    out(f"{'Available' if args.check or args.preview else 'New'} commit: {change.checksum}"
+        + (f" (version {change.version})" if change.version else ""))
+    if args.preview or not (args.check or args.download_only):
+        _print_diff(change.diff)
+    if args.check or args.preview or args.download_only:
+        return 0
+    return _finish(args, sysroot, change.deployment)
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    with sysroot.locked():
+        change = deploy.deploy_revision(sysroot, args.revision, progress_for(args), cache_only=args.cache_only,
+                                        lock_finalization=args.lock_finalization)
+    if not change.changed:
+        return _unchanged(args, f"Already deployed: {change.checksum}")
+    _print_diff(change.diff)
+    return _finish(args, sysroot, change.deployment)
+
+
+def run_rebase(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    with sysroot.locked():
+        change = deploy.rebase(sysroot, args.refspec, progress_for(args), cache_only=args.cache_only,
+                               lock_finalization=args.lock_finalization)
+    if not change.changed:
+        return _unchanged(args, f"Already on {args.refspec}: {change.checksum}")
+    _print_diff(change.diff)
+    return _finish(args, sysroot, change.deployment)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    with sysroot.locked():
+        target = deploy.rollback(sysroot)
+    out(f"Moving '{target.id}' to be first deployment")
+    return _finish(args, sysroot, None)
+
+
+def run_cleanup(args: argparse.Namespace) -> int:
+    if not (args.pending or args.rollback or args.base):
+        raise UsageError("cleanup: say what to remove: -p/--pending, -r/--rollback, -b/--base")
+    sysroot = _open(args)
+    with sysroot.locked():
+        removed = deploy.cleanup(sysroot, pending=args.pending, rollback_=args.rollback, base=args.base)
+    for d in removed:
+        out(f"Deployment removed: {d.id}")
+    if not removed:
+        out("No deployments removed.")
+    return 0
+
+
+def run_kargs(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    deployments = sysroot.deployments()
+    if args.deploy_index is not None and not 0 <= args.deploy_index < len(deployments):
+        raise UsageError(f"--deploy-index={args.deploy_index}: there are {len(deployments)} deployments")
+    base = deployments[args.deploy_index] if args.deploy_index is not None else sysroot.merge_deployment()
+    current = base.kargs.split()
+    if args.import_proc_cmdline:
+        with open("/proc/cmdline") as f:
+            current = [a for a in f.read().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
+    edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present, args.replace)
+    if not any(edits) and not args.editor and not args.import_proc_cmdline:
+        out(" ".join(current))
+        return 0
+    new = deploy.edit_kargs(current, append=args.append, append_if_missing=args.append_if_missing,
+                            delete=args.delete, delete_if_present=args.delete_if_present, replace=args.replace)
+    if args.editor:
+        new = _edit(new)
+    if new == base.kargs.split():
+        return _unchanged(args, "Kernel arguments unchanged.")
+    with sysroot.locked():
+        deployment = deploy.set_kargs(sysroot, new, args.deploy_index, progress_for(args), args.lock_finalization)
+    out("Kernel arguments updated.")
+    return _finish(args, sysroot, deployment)
+
+
+def _edit(kargs: list[str]) -> list[str]:
+    editor = os.environ.get("EDITOR") or os.environ.get("VISUAL") or "editor"
+    with tempfile.NamedTemporaryFile("w+", suffix=".kargs", delete=False) as f:
+        f.write(" ".join(kargs) + "\n# Kernel arguments for the new deployment; lines starting with # are ignored.\n")
+        path = f.name
+    try:
+        subprocess.run([editor, path], check=True)  # interactive: the user's terminal, not run()
+        with open(path) as f:
+            text = " ".join(line for line in f.read().splitlines() if not line.startswith("#"))
+    finally:
+        os.unlink(path)
+    new = text.split()
+    deploy.edit_kargs(new)  # validate
+    return new
+
+
+def run_finalize(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    if not sysroot.is_booted:
+        raise UsageError("finalize-deployment: only on the booted system")
+    staged = next((d for d in sysroot.deployments() if d.staged), None)
+    if staged is None:
+        raise RepoError("no staged deployment to finalize")
+    if not staged.checksum.startswith(args.checksum) and not args.allow_missing_checksum:
+        raise UsageError(f"the staged deployment is {staged.checksum}, not {args.checksum}")
+    STAGED_LOCK.unlink(missing_ok=True)
+    out(f"Finalizing {staged.id} and rebooting.")
+    run(["systemctl", "reboot"], what="systemctl reboot")
+    return 0

@@ -1,0 +1,71 @@
+"""``apt-ostree status``: the deployments, like rpm-ostree's status (human or --json)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from apt_ostree.cli.common import out
+from apt_ostree.core.status import pending, status_json
+from apt_ostree.core.sysroot import Sysroot
+
+EXIT_UNCHANGED = 77
+
+
+def add_sysroot_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sysroot", type=Path, default=Path("/"), help="sysroot to operate on (default /)")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    st = sub.add_parser("status", help="show the deployments")
+    add_sysroot_arg(st)
+    st.add_argument("--json", action="store_true", help="machine-readable output (rpm-ostree's keys)")
+    st.add_argument("-b", "--booted", action="store_true", help="only the booted deployment")
+    st.add_argument("-v", "--verbose", action="store_true", dest="status_verbose", help="more details")
+    st.add_argument("--pending-exit-77", action="store_true", help="exit 77 if a pending deployment exists")
+    st.set_defaults(func=run_status)
+
+
+def _when(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render(data: dict[str, Any], verbose: bool) -> list[str]:
+    lines = ["State: idle", "Deployments:"]
+    for d in data["deployments"]:
+        mark = "●" if d["booted"] else " "
+        lines.append(f"{mark} {d['origin'] or d['checksum']}")
+        rows: list[tuple[str, str]] = []
+        if d["version"]:
+            rows.append(("Version", f"{d['version']} ({_when(d['timestamp'])})"))
+        else:
+            rows.append(("Timestamp", _when(d["timestamp"])))
+        rows.append(("Commit", d["checksum"]))
+        if d["staged"]:
+            rows.append(("Staged", "yes" + (" (finalization locked)" if d["finalization-locked"] else "")))
+        if d["pinned"]:
+            rows.append(("Pinned", "yes"))
+        if verbose:
+            rows += [("StateRoot", d["osname"]), ("Deployment", d["id"]), ("Kernel arguments", d["kernel-arguments"])]
+        lines += [f"{k:>26}: {v}" for k, v in rows]
+        lines.append("")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def run_status(args: argparse.Namespace) -> int:
+    sysroot = Sysroot.open(args.sysroot)
+    data = status_json(sysroot)
+    if args.booted:
+        booted = [d for d in data["deployments"] if d["booted"]] or data["deployments"][:1]
+        data["deployments"] = booted
+    if args.json:
+        out(json.dumps(data, indent=2))
+    else:
+        for line in render(data, args.status_verbose):
+            out(line)
+    if args.pending_exit_77 and pending(sysroot):
+        return EXIT_UNCHANGED
+    return 0

@@ -1,0 +1,262 @@
+"""Deployment operations: upgrade, deploy, rebase, rollback, kargs, cleanup.
+
+Each takes a loaded :class:`Sysroot` (the caller holds its lock) and a
+:class:`Progress`, returns a result, and raises typed errors; nothing here
+prints. The rules follow rpm-ostree's: a change makes a new deployment from the
+merge deployment (the booted one, else the default), staged when booted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from apt_ostree.core.ostree import CommitInfo, Repo
+from apt_ostree.core.pkgdb import PackageDiff, commit_packages, diff_packages
+from apt_ostree.core.sysroot import Deployment, Sysroot
+from apt_ostree.errors import AptOstreeError, RepoError, UsageError
+from apt_ostree.progress import Progress
+
+CHECKSUM_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Refspec:
+    remote: str | None
+    ref: str
+
+    @classmethod
+    def parse(cls, text: str) -> Refspec:
+        remote, sep, ref = text.partition(":")
+        if not sep:
+            return cls(None, text)
+        if not remote or not ref:
+            raise UsageError(f"not a refspec: {text!r}", hint="expected REMOTE:REF or REF")
+        return cls(remote, ref)
+
+    def __str__(self) -> str:
+        return f"{self.remote}:{self.ref}" if self.remote else self.ref
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an operation did or would do."""
+
+    changed: bool
+    checksum: str
+    previous: str
+    version: str | None = None
+    diff: PackageDiff | None = None
+    deployment: Deployment | None = None
+
+
+def _origin(merge: Deployment) -> Refspec:
+    if not merge.origin_refspec:
+        raise RepoError(f"deployment {merge.id} has no origin refspec", hint="use rebase REMOTE:REF")
+    return Refspec.parse(merge.origin_refspec)
+
+
+def fetch(repo: Repo, refspec: Refspec, progress: Progress, *, cache_only: bool = False,
+          commit_only: bool = False) -> str:
+    """The newest commit of ``refspec``, pulled from its remote unless ``cache_only``."""
+    if refspec.remote is not None and refspec.remote not in repo.remotes():
+        raise RepoError(f"unknown remote {refspec.remote!r} in {refspec}",
+                        hint=f"known remotes: {', '.join(repo.remotes()) or 'none'}")
+    if refspec.remote is not None and not cache_only:
+        progress.step(f"Pulling {refspec}" + (" (metadata only)" if commit_only else ""))
+        repo.pull(refspec.remote, [refspec.ref], commit_only=commit_only)
+    checksum = repo.resolve_ref(str(refspec))
+    if checksum is None:
+        raise RepoError(f"unknown refspec {refspec}" + (" in the local cache" if cache_only else ""))
+    return checksum
+
+
+def _package_diff(repo: Repo, old: str, new: str) -> PackageDiff | None:
+    try:
+        return diff_packages(commit_packages(repo, old), commit_packages(repo, new))
+    except AptOstreeError:
+        return None
+
+
+def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, preview: bool = False,
+            download_only: bool = False, cache_only: bool = False, allow_downgrade: bool = False,
+            lock_finalization: bool = False) -> Change:
+    merge = sysroot.merge_deployment()
+    refspec = _origin(merge)
+    repo = sysroot.repo()
+    new = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
+    pending = next((d for d in sysroot.deployments() if d.index == 0 and not d.booted), None) \
+        if sysroot.is_booted else None
+    if new == merge.checksum or (pending is not None and pending.checksum == new):
+        return Change(False, new, merge.checksum)
+    new_info = repo.commit(new)
+    old_info = repo.commit(merge.checksum)
+    if new_info.timestamp < old_info.timestamp and not allow_downgrade:
+        raise RepoError(f"{refspec} points to {new[:12]}, which is older than the deployed {merge.checksum[:12]}",
+                        hint="pass --allow-downgrade to deploy it anyway")
+    diff = _package_diff(repo, merge.checksum, new)
+    version = new_info.metadata.get("version")
+    if check or preview or download_only:
+        return Change(True, new, merge.checksum, version, diff)
+    progress.step(f"Deploying {new[:12]}")
+    deployment = sysroot.deploy(merge.osname, new, str(refspec), None, merge, lock_finalization)
+    return Change(True, new, merge.checksum, version, diff, deployment)
+
+
+def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Progress, cache_only: bool) -> str:
+    """A checksum (full or unique prefix) or ``version=V``, searched in the ref's history."""
+    if revision.startswith("version="):
+        wanted = revision.removeprefix("version=")
+        if refspec.remote is not None and not cache_only:
+            progress.step(f"Pulling the history of {refspec}")
+            repo.pull(refspec.remote, [refspec.ref], commit_only=True, depth=-1)
+        head = repo.resolve_ref(str(refspec))
+        history: list[CommitInfo] = repo.history(head) if head else []
+        for info in history:
+            if info.metadata.get("version") == wanted:
+                return info.checksum
+        raise RepoError(f"no commit with version {wanted!r} in the history of {refspec}")
+    if CHECKSUM_RE.match(revision):
+        return revision
+    if re.match(r"^[0-9a-f]{4,63}$", revision):
+        return repo.resolve(revision)
+    raise UsageError(f"not a revision: {revision!r}", hint="expected a commit checksum or version=VERSION")
+
+
+def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cache_only: bool = False,
+                    lock_finalization: bool = False) -> Change:
+    merge = sysroot.merge_deployment()
+    refspec = _origin(merge)
+    repo = sysroot.repo()
+    checksum = resolve_revision(repo, refspec, revision, progress, cache_only)
+    if checksum == merge.checksum:
+        return Change(False, checksum, merge.checksum)
+    if refspec.remote is not None and not cache_only:
+        progress.step(f"Pulling {checksum[:12]}")
+        repo.pull(refspec.remote, [checksum])
+    try:
+        info = repo.commit(checksum)
+    except RepoError:
+        raise RepoError(f"unknown revision {revision!r} for {refspec}") from None
+    diff = _package_diff(repo, merge.checksum, checksum)
+    progress.step(f"Deploying {checksum[:12]}")
+    deployment = sysroot.deploy(merge.osname, checksum, str(refspec), None, merge, lock_finalization)
+    return Change(True, checksum, merge.checksum, info.metadata.get("version"), diff, deployment)
+
+
+def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: bool = False,
+           lock_finalization: bool = False) -> Change:
+    merge = sysroot.merge_deployment()
+    old = _origin(merge)
+    new_spec = Refspec.parse(target)
+    if new_spec.remote is None and ":" not in target and old.remote is not None \
+            and sysroot.repo().resolve_ref(target) is None:
+        new_spec = Refspec(old.remote, target)  # rpm-ostree: a bare REF keeps the current remote
+    repo = sysroot.repo()
+    checksum = fetch(repo, new_spec, progress, cache_only=cache_only)
+    if checksum == merge.checksum and str(new_spec) == str(old):
+        return Change(False, checksum, merge.checksum)
+    diff = _package_diff(repo, merge.checksum, checksum)
+    progress.step(f"Deploying {new_spec} ({checksum[:12]})")
+    deployment = sysroot.deploy(merge.osname, checksum, str(new_spec), None, merge, lock_finalization)
+    return Change(True, checksum, merge.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment)
+
+
+def rollback(sysroot: Sysroot) -> Deployment:
+    """Make the previous deployment the default; return it."""
+    deployments = [d for d in sysroot.deployments() if not d.staged]
+    current = next((d for d in deployments if d.booted), None) or (deployments[0] if deployments else None)
+    if current is None:
+        raise RepoError("no deployments to roll back")
+    others = [d for d in deployments if d is not current]
+    if current.index == 0:
+        if not others:
+            raise RepoError("no rollback deployment found", hint="there is only one deployment")
+        target, rest = others[0], others[1:]
+        order = [target, current, *rest]
+    else:  # booted is not the default: rolling back means booting it again
+        target = current
+        order = [current, *others]
+    sysroot.write_order(order)
+    return target
+
+
+def cleanup(sysroot: Sysroot, *, pending: bool, rollback_: bool, base: bool) -> list[Deployment]:
+    """Remove the pending and/or rollback deployments; prune the repository. Returns what was removed."""
+    deployments = sysroot.deployments()
+    anchor = next((d for d in deployments if d.booted), None) or (deployments[0] if deployments else None)
+    if anchor is None:
+        return []
+    removed = []
+    keep = []
+    for d in deployments:
+        is_pending = d.index < anchor.index or d.staged
+        is_rollback = d.index > anchor.index and not d.staged
+        if (pending and is_pending) or ((rollback_ and is_rollback) and not d.pinned):
+            removed.append(d)
+        else:
+            keep.append(d)
+    if removed:
+        sysroot.write_order(keep)
+    if removed or base:
+        sysroot.cleanup()
+    return removed
+
+
+def edit_kargs(current: Sequence[str], *, append: Sequence[str] = (), append_if_missing: Sequence[str] = (),
+               delete: Sequence[str] = (), delete_if_present: Sequence[str] = (),
+               replace: Sequence[str] = ()) -> list[str]:
+    """rpm-ostree's kargs editing rules, as a pure function; raises UsageError naming the bad argument."""
+    args = list(current)
+    for a in append:
+        _check_karg(a)
+        args.append(a)
+    for a in append_if_missing:
+        _check_karg(a)
+        if a not in args:
+            args.append(a)
+    for a in [*delete, *delete_if_present]:
+        _check_karg(a)
+        matches = [x for x in args if x == a or ("=" not in a and x.split("=", 1)[0] == a)]
+        if not matches:
+            if a in delete:
+                raise UsageError(f"--delete={a}: no such kernel argument")
+            continue
+        if len(matches) > 1 and "=" not in a:
+            raise UsageError(f"--delete={a}: several values ({', '.join(matches)}); name one as KEY=VALUE")
+        args.remove(matches[0])
+    for r in replace:
+        _check_karg(r)
+        key, _, rest = r.partition("=")
+        if "=" in rest:  # KEY=OLD=NEW
+            old, _, new = rest.partition("=")
+            target = f"{key}={old}"
+            if target not in args:
+                raise UsageError(f"--replace={r}: {target} is not set")
+            args[args.index(target)] = f"{key}={new}"
+        else:
+            positions = [i for i, x in enumerate(args) if x.split("=", 1)[0] == key]
+            if len(positions) != 1:
+                raise UsageError(f"--replace={r}: {key} is set {len(positions)} times; use KEY=OLD=NEW")
+            args[positions[0]] = r
+    return args
+
+
+def _check_karg(arg: str) -> None:
+    if not arg or any(c.isspace() for c in arg) or arg.startswith("="):
+        raise UsageError(f"not a kernel argument: {arg!r}")
+
+
+def set_kargs(sysroot: Sysroot, new: Sequence[str], deploy_index: int | None, progress: Progress,
+              lock_finalization: bool = False) -> Deployment:
+    deployments = sysroot.deployments()
+    if deploy_index is not None:
+        if not 0 <= deploy_index < len(deployments):
+            raise UsageError(f"--deploy-index={deploy_index}: there are {len(deployments)} deployments")
+        base = deployments[deploy_index]
+    else:
+        base = sysroot.merge_deployment()
+    progress.step("Deploying with the new kernel arguments")
+    return sysroot.deploy(base.osname, base.checksum, base.origin_refspec or base.checksum, list(new), base,
+                          lock_finalization)

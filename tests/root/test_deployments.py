@@ -1,0 +1,160 @@
+"""Deployment commands on a sysroot directory (--sysroot): status, upgrade, deploy, rebase, rollback,
+kargs, cleanup — with golden checks of the BLS entries, origin files and deployment order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from apt_ostree.core.ostree import Repo
+from apt_ostree.core.sysroot import Sysroot
+from tests.conftest import Composed, apt_ostree, error_lines
+
+pytestmark = pytest.mark.root
+
+SCHEMA_KEYS = {"id": str, "osname": str, "serial": int, "checksum": str, "timestamp": int, "origin": str,
+               "booted": bool, "staged": bool, "pinned": bool, "unlocked": str, "requested-packages": list,
+               "packages": list, "base-removals": list}
+
+
+def derive(repo: Path, ref: str, version: str, files: dict[str, str], tmp: Path) -> str:
+    """A new commit on ``ref``: the current one plus ``files`` (what a recompose with an extra file gives)."""
+    tree = tmp / f"extra-{version}"
+    for rel, text in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    out = subprocess.run(["ostree", "commit", f"--repo={repo}", "-b", ref, f"--tree=ref={ref}", f"--tree=dir={tree}",
+                          f"--add-metadata-string=version={version}", "--keep-metadata=ostree.bootable",
+                          "--keep-metadata=ostree.linux", "--keep-metadata=apt-ostree.packages"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip()
+
+
+@pytest.fixture
+def updates(minimal: Composed, tmp_path: Path) -> Path:
+    """An update repository (archive, as served over HTTP) holding the minimal commit on test/os."""
+    repo = tmp_path / "updates"
+    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
+    subprocess.run(["ostree", "pull-local", f"--repo={repo}", str(minimal.repo), minimal.checksum], check=True,
+                   capture_output=True)
+    subprocess.run(["ostree", "refs", f"--repo={repo}", "--create=test/os", minimal.checksum], check=True)
+    return repo
+
+
+@pytest.fixture
+def sysroot(updates: Path, minimal: Composed, tmp_path: Path) -> Path:
+    """A sysroot directory with one deployment of test/os from the remote `updates`."""
+    root = tmp_path / "sysroot"
+    root.mkdir()
+    s = Sysroot(root)
+    s.initialize("debian")
+    repo = s.repo()
+    repo.add_remote("updates", f"file://{updates}", gpg_verify=False)
+    repo.pull("updates", ["test/os"])
+    s.deploy_first("debian", minimal.checksum, "updates:test/os", ["root=LABEL=ostree-root", "rw"])
+    return root
+
+
+def status(root: Path) -> list[dict[str, object]]:
+    data = json.loads(apt_ostree("status", "--sysroot", root, "--json").stdout)
+    for d in data["deployments"]:
+        for key, kind in SCHEMA_KEYS.items():
+            assert isinstance(d[key], kind), (key, d[key])
+    return list(data["deployments"])
+
+
+def entries(root: Path) -> list[str]:
+    """BLS entries, sorted by their version (newest first, i.e. boot order)."""
+    confs = [c.read_text() for c in (root / "boot/loader/entries").glob("*.conf")]
+    return sorted(confs, key=lambda t: -int(next(ln.split()[1] for ln in t.splitlines() if ln.startswith("version"))))
+
+
+def test_status(sysroot: Path, minimal: Composed) -> None:
+    [d] = status(sysroot)
+    assert d["checksum"] == minimal.checksum and d["origin"] == "updates:test/os" and d["version"] == "12"
+    human = apt_ostree("status", "--sysroot", sysroot).stdout
+    assert "updates:test/os" in human and f"Commit: {minimal.checksum}" in human
+    assert apt_ostree("status", "--sysroot", sysroot, "--pending-exit-77", check=False).returncode == 0
+
+
+def test_upgrade_rollback_cleanup(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
+    assert apt_ostree("upgrade", "--sysroot", sysroot, "--unchanged-exit-77", check=False).returncode == 77
+    v2 = derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    check = apt_ostree("upgrade", "--sysroot", sysroot, "--check").stdout
+    assert v2 in check and len(status(sysroot)) == 1
+    apt_ostree("upgrade", "--sysroot", sysroot)
+    order = [d["checksum"] for d in status(sysroot)]
+    assert order == [v2, minimal.checksum]
+    new, old = entries(sysroot)
+    assert "12.1" in new and "12.1" not in old and "root=LABEL=ostree-root rw" in new
+    deploy_dir = next((sysroot / "ostree/deploy/debian/deploy").glob(f"{v2}.*.origin"))
+    assert "refspec=updates:test/os" in deploy_dir.read_text()
+    assert (sysroot / f"ostree/deploy/debian/deploy/{v2}.0/usr/share/extra").read_text() == "two\n"
+    apt_ostree("rollback", "--sysroot", sysroot)
+    assert [d["checksum"] for d in status(sysroot)] == [minimal.checksum, v2]
+    apt_ostree("rollback", "--sysroot", sysroot)
+    assert [d["checksum"] for d in status(sysroot)] == [v2, minimal.checksum]
+    apt_ostree("cleanup", "--sysroot", sysroot, "-r")
+    assert [d["checksum"] for d in status(sysroot)] == [v2]
+    cli = apt_ostree("rollback", "--sysroot", sysroot, check=False)
+    assert cli.returncode == 1 and "no rollback deployment" in error_lines(cli)[0]
+
+
+def test_deploy_version_and_downgrade(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
+    derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    apt_ostree("upgrade", "--sysroot", sysroot)
+    apt_ostree("deploy", "--sysroot", sysroot, "version=12")
+    assert status(sysroot)[0]["checksum"] == minimal.checksum
+    cli = apt_ostree("deploy", "--sysroot", sysroot, "version=99", check=False)
+    assert cli.returncode == 1 and "version '99'" in error_lines(cli)[0]
+    cli = apt_ostree("deploy", "--sysroot", sysroot, "0" * 64, check=False)
+    assert cli.returncode == 1 and len(error_lines(cli)) == 1
+
+
+def test_rebase(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
+    subprocess.run(["ostree", "refs", f"--repo={updates}", "--create=test/other", minimal.checksum], check=True)
+    other = derive(updates, "test/other", "13", {"usr/share/other": "x\n"}, tmp_path)
+    apt_ostree("rebase", "--sysroot", sysroot, "updates:test/other")
+    first = status(sysroot)[0]
+    assert first["checksum"] == other and first["origin"] == "updates:test/other"
+    for bad, needle in (("updates:no/such", "no/such"), ("nowhere:test/os", "nowhere")):
+        before = status(sysroot)
+        cli = apt_ostree("rebase", "--sysroot", sysroot, bad, check=False)
+        assert cli.returncode == 1 and needle in error_lines(cli)[0]
+        assert status(sysroot) == before
+
+
+def test_kargs(sysroot: Path) -> None:
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.strip() == "root=LABEL=ostree-root rw"
+    apt_ostree("kargs", "--sysroot", sysroot, "--append=quiet", "--append=console=ttyS0")
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split() == \
+        ["root=LABEL=ostree-root", "rw", "quiet", "console=ttyS0"]
+    assert "options root=LABEL=ostree-root rw quiet console=ttyS0" in entries(sysroot)[0]
+    apt_ostree("kargs", "--sysroot", sysroot, "--replace=console=ttyS0=ttyS1", "--delete=quiet")
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split() == ["root=LABEL=ostree-root", "rw", "console=ttyS1"]
+    cli = apt_ostree("kargs", "--sysroot", sysroot, "--append-if-missing=rw", "--unchanged-exit-77", check=False)
+    assert cli.returncode == 77
+    count = len(status(sysroot))
+    for bad in (["--delete=nosuch"], ["--append=a b"], ["--replace=x=1=2"]):
+        cli = apt_ostree("kargs", "--sysroot", sysroot, *bad, check=False)
+        assert cli.returncode == 2 and len(error_lines(cli)) == 1
+    assert len(status(sysroot)) == count
+
+
+def test_locked_sysroot(sysroot: Path) -> None:
+    held = Sysroot.open(sysroot)
+    with held.locked():
+        cli = apt_ostree("upgrade", "--sysroot", sysroot, check=False)
+    assert cli.returncode == 1 and "locked" in error_lines(cli)[0]
+
+
+def test_unsigned_commit_from_gpg_remote(sysroot: Path, updates: Path) -> None:
+    repo = Repo.open(sysroot / "ostree/repo")
+    repo.add_remote("signed", f"file://{updates}", gpg_verify=True)
+    before = status(sysroot)
+    cli = apt_ostree("rebase", "--sysroot", sysroot, "signed:test/os", check=False)
+    assert cli.returncode == 1 and "signed" in error_lines(cli)[0] and "GPG" in error_lines(cli)[0]
+    assert status(sysroot) == before

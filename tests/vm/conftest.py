@@ -1,0 +1,50 @@
+"""The vm tier's shared guest: examples/minimal.yaml as a BIOS disk, booted once per session (TCG),
+with an update repository shared read-only over 9p (no network needed in the guest)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Composed, apt_ostree
+from tests.vm.qemu import Guest, make_ssh_key
+
+GUEST_UPDATES = "/var/updates"
+
+
+@pytest.fixture(scope="session")
+def updates(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The update server's repository (archive mode); its ref starts at the minimal commit."""
+    repo = tmp_path_factory.mktemp("updates") / "repo"
+    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
+    publish(repo, minimal.repo, minimal.ref, minimal.checksum)
+    return repo
+
+
+def publish(updates: Path, source: Path, ref: str, checksum: str) -> None:
+    """Make ``checksum`` (from ``source``) the newest commit of ``ref`` on the update server."""
+    subprocess.run(["ostree", "pull-local", f"--repo={updates}", str(source), checksum], check=True,
+                   capture_output=True)
+    subprocess.run(["ostree", "refs", f"--repo={updates}", "--force", f"--create={ref}", checksum], check=True)
+
+
+@pytest.fixture(scope="session")
+def guest(minimal: Composed, updates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    work = tmp_path_factory.mktemp("vm")
+    key, pub = make_ssh_key(work)
+    disk = work / "disk.img"
+    apt_ostree("compose", "disk-image", "--repo", minimal.repo, "--ref", minimal.ref, "--root-ssh-key", pub,
+               "--hostname", "aotest", "--remote", f"updates=file://{GUEST_UPDATES}", disk)
+    share = ("-virtfs", f"local,path={updates},mount_tag=updates,security_model=none,readonly=on")
+    with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share) as g:
+        g.wait_for_ssh(timeout=420)
+        mount_updates(g)
+        yield g
+
+
+def mount_updates(g: Guest) -> None:
+    g.run(f"mkdir -p {GUEST_UPDATES} && (mountpoint -q {GUEST_UPDATES} || "
+          f"mount -t 9p -o trans=virtio,version=9p2000.L,ro updates {GUEST_UPDATES})")

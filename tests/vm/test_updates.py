@@ -1,0 +1,65 @@
+"""Updates made inside the booted guest: upgrade (staged, /etc merge), rollback, kargs — each
+proven by rebooting and looking at what booted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Composed
+from tests.vm.conftest import mount_updates, publish
+from tests.vm.qemu import Guest
+
+pytestmark = pytest.mark.vm
+
+
+def booted(g: Guest) -> dict[str, object]:
+    data = json.loads(g.run("apt-ostree status --json").stdout)
+    return next(d for d in data["deployments"] if d["booted"])
+
+
+def reboot(g: Guest) -> None:
+    g.reboot(timeout=600)
+    mount_updates(g)
+
+
+def test_status_in_guest(guest: Guest, minimal: Composed) -> None:
+    data = json.loads(guest.run("apt-ostree status --json").stdout)
+    assert len(data["deployments"]) == 1
+    assert booted(guest)["checksum"] == minimal.checksum
+    assert "●" in guest.run("apt-ostree status").stdout
+
+
+def test_upgrade_etc_merge_rollback_kargs(guest: Guest, minimal: Composed, minimal_extra: Composed,
+                                          updates: Path) -> None:
+    g = guest
+    assert g.run("apt-ostree upgrade --unchanged-exit-77", check=False).returncode == 77
+    publish(updates, minimal_extra.repo, minimal.ref, minimal_extra.checksum)
+
+    g.run("apt-ostree upgrade")
+    staged = [d for d in json.loads(g.run("apt-ostree status --json").stdout)["deployments"] if d["staged"]]
+    assert [d["checksum"] for d in staged] == [minimal_extra.checksum]
+    assert g.run("apt-ostree status --pending-exit-77", check=False).returncode == 77
+    g.run("echo edited-after-staging > /etc/apt-ostree-test-edit")   # merged at finalization
+    reboot(g)
+    assert booted(g)["checksum"] == minimal_extra.checksum
+    assert g.run("cat /usr/share/apt-ostree-test/extra-file").stdout == "hello from the second commit\n"
+    assert g.run("dpkg-query -W -f='${Status}' htop").stdout == "install ok installed"
+    assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "edited-after-staging"
+    assert g.run("systemctl --failed --no-legend").stdout.strip() == ""
+    assert g.run("apt-ostree upgrade --unchanged-exit-77", check=False).returncode == 77
+
+    g.run("apt-ostree rollback")
+    reboot(g)
+    assert booted(g)["checksum"] == minimal.checksum
+    assert g.run("test -e /usr/share/apt-ostree-test/extra-file", check=False).returncode == 1
+
+    g.run("apt-ostree kargs --append=quiet")
+    reboot(g)
+    assert "quiet" in g.run("cat /proc/cmdline").stdout.split()
+    g.run("apt-ostree kargs --delete=quiet")
+    reboot(g)
+    assert "quiet" not in g.run("cat /proc/cmdline").stdout.split()
+    assert booted(g)["checksum"] == minimal.checksum
