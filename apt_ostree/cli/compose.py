@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     disk.add_argument("--ref", required=True, help="ref (or commit checksum) to deploy")
     disk.add_argument("--size", default="8G", help="disk size for a file OUTPUT (default 8G)")
     disk.add_argument("--format", choices=("raw", "qcow2"), default="raw")
-    disk.add_argument("--bootloader", choices=("bios",), default="bios",
-                      help="bios: GRUB in the MBR (default)")
+    disk.add_argument("--bootloader", choices=("bios", "uefi"), default="bios",
+                      help="bios: GRUB in the MBR (default); uefi: GPT with an EFI system partition")
     disk.add_argument("--karg", action="append", default=[], metavar="KARG",
                       help="extra kernel argument, e.g. quiet or console=ttyS0 (repeatable)")
     disk.add_argument("--root-ssh-key", type=Path, metavar="FILE", help="authorized_keys for root")

@@ -1,7 +1,8 @@
-"""``compose disk-image``: a bootable disk (BIOS/MBR + GRUB) from a commit.
+"""``compose disk-image``: a bootable disk (GRUB for BIOS or UEFI) from a commit.
 
-Layout: partition 1 is /boot (ext4, label ``ostree-boot``), partition 2 the
-physical root (ext4, label ``ostree-root``) holding ``/ostree``. The commit is
+Layout, BIOS (MBR): partition 1 is /boot (ext4, label ``ostree-boot``), partition 2
+the physical root (ext4, label ``ostree-root``) holding ``/ostree``. UEFI (GPT): an
+EFI system partition first (FAT32, GRUB on the removable path), then the same two. The commit is
 pulled into the sysroot's repository (with a remote when ``--remote`` is given,
 so that ``upgrade`` can pull from it later), deployed with libostree, and GRUB
 is installed in the MBR with a static grub.cfg that sources ostree's menu.
@@ -33,6 +34,8 @@ OSNAME = "debian"
 BOOT_LABEL = "ostree-boot"
 ROOT_LABEL = "ostree-root"
 DEFAULT_KARGS = (f"root=LABEL={ROOT_LABEL}", "rw", "console=tty0", "console=ttyS0,115200")
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  # root-x86-64 (discoverable partitions)
 SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$")
 
 
@@ -61,8 +64,8 @@ def parse_size(text: str) -> int:
 
 def validate(opts: DiskImageOptions) -> tuple[Repo, str]:
     """Check every input before anything is written; return the source repo and commit."""
-    if opts.bootloader != "bios":
-        raise UsageError(f"--bootloader {opts.bootloader}: only bios is supported so far")
+    if opts.bootloader not in ("bios", "uefi"):
+        raise UsageError(f"--bootloader {opts.bootloader}: expected bios or uefi")
     if opts.format not in ("raw", "qcow2"):
         raise UsageError(f"--format {opts.format}: expected raw or qcow2")
     size = parse_size(opts.size)
@@ -104,14 +107,21 @@ def build_disk_image(opts: DiskImageOptions, progress: Progress) -> str:
             with open(raw, "wb") as f:
                 f.truncate(parse_size(opts.size))
         with _attached(raw, is_block) as dev:
-            progress.step(f"Partitioning {out}")
-            run(["sfdisk", "--quiet", "--label", "dos", str(dev)], stdin_text=",512M,L,*\n,,L\n", what="sfdisk")
-            boot_part, root_part = _partitions(dev)
+            progress.step(f"Partitioning {out} ({opts.bootloader})")
+            if opts.bootloader == "uefi":
+                run(["sfdisk", "--quiet", "--label", "gpt", str(dev)], what="sfdisk",
+                    stdin_text=f",200M,{ESP_TYPE}\n,512M,L\n,,{ROOT_TYPE}\n")
+                esp, boot_part, root_part = _partitions(dev, 3)
+                run(["mkfs.vfat", "-F", "32", "-n", "ESP", esp], what="mkfs.vfat (ESP)")
+            else:
+                run(["sfdisk", "--quiet", "--label", "dos", str(dev)], stdin_text=",512M,L,*\n,,L\n", what="sfdisk")
+                esp = None
+                boot_part, root_part = _partitions(dev, 2)
             run(["mkfs.ext4", "-q", "-F", "-L", BOOT_LABEL, boot_part], what="mkfs.ext4 (boot)")
             run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, root_part], what="mkfs.ext4 (root)")
             boot_uuid = run(["blkid", "-s", "UUID", "-o", "value", boot_part], capture=True).stdout.strip()
             with _mounted(root_part, boot_part) as mnt:
-                _populate(mnt, dev, boot_uuid, source, checksum, opts, progress)
+                _populate(mnt, dev, esp, boot_uuid, source, checksum, opts, progress)
         if opts.format == "qcow2" and not is_block:
             progress.step("Converting to qcow2")
             run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(partial)], what="qemu-img convert")
@@ -128,8 +138,8 @@ def build_disk_image(opts: DiskImageOptions, progress: Progress) -> str:
     return checksum
 
 
-def _populate(mnt: Path, dev: Path, boot_uuid: str, source: Repo, checksum: str, opts: DiskImageOptions,
-              progress: Progress) -> None:
+def _populate(mnt: Path, dev: Path, esp: str | None, boot_uuid: str, source: Repo, checksum: str,
+              opts: DiskImageOptions, progress: Progress) -> None:
     progress.step("Initialising the OSTree sysroot")
     sysroot = Sysroot(mnt)
     sysroot.initialize(OSNAME)
@@ -150,8 +160,12 @@ def _populate(mnt: Path, dev: Path, boot_uuid: str, source: Repo, checksum: str,
         repo.set_ref(None, opts.ref, checksum)
         refspec = opts.ref
 
-    progress.step("Installing GRUB (BIOS)")
-    grub.install_bios(dev, mnt / "boot")
+    progress.step(f"Installing GRUB ({opts.bootloader})")
+    if esp is not None:
+        with tempfile.TemporaryDirectory(prefix="apt-ostree-efi-") as tmp:
+            grub.install_uefi(Path(esp), mnt / "boot", boot_uuid, Path(tmp))
+    else:
+        grub.install_bios(dev, mnt / "boot")
     (mnt / "boot/grub/grub.cfg").write_text(grub.STATIC_CFG)
 
     progress.step("Deploying")
@@ -198,11 +212,11 @@ def _attached(path: Path, is_block: bool) -> Iterator[Path]:
         run(["losetup", "-d", str(dev)], check=False)
 
 
-def _partitions(dev: Path) -> tuple[str, str]:
+def _partitions(dev: Path, count: int) -> list[str]:
     """Partition nodes of ``dev``; this host kernel may not scan partition tables, so ask partx."""
     run(["partx", "-a", str(dev)], check=False, what="partx")
     sep = "p" if dev.name[-1].isdigit() else ""
-    parts = (f"{dev}{sep}1", f"{dev}{sep}2")
+    parts = [f"{dev}{sep}{i}" for i in range(1, count + 1)]
     for p in parts:
         if not Path(p).exists():
             raise CommandError(f"partition {p} did not appear after partx -a {dev}")

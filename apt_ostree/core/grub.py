@@ -81,6 +81,34 @@ def install_bios(device: Path, boot: Path, gap_sectors: int = 2048) -> None:
         os.fsync(dev.fileno())
 
 
+GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")
+EFI_MODULES = ("part_gpt", "part_msdos", "fat", "ext2", "search", "search_fs_uuid", "configfile", "normal", "linux",
+               "echo", "test", "all_video", "efi_gop", "gzio", "serial", "terminal", "loadenv", "boot")
+
+
+def install_uefi(esp: Path, boot: Path, boot_uuid: str, workdir: Path) -> None:
+    """GRUB for UEFI on the removable path EFI/BOOT/BOOTX64.EFI, written with mtools.
+
+    The ESP is never mounted (this host's kernel may have no vfat driver): grub-mkimage
+    builds the EFI binary, a stub grub.cfg next to it finds /boot by UUID and hands over to
+    /boot/grub/grub.cfg, and mtools copies both into the FAT file system. Later deploys
+    only change /boot, never the ESP.
+    """
+    moddir = boot / "grub/x86_64-efi"
+    moddir.mkdir(parents=True, exist_ok=True)
+    for f in GRUB_EFI_DIR.iterdir():
+        if f.suffix in (".mod", ".lst"):
+            shutil.copyfile(f, moddir / f.name)
+    image = workdir / "BOOTX64.EFI"
+    run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", str(image), *EFI_MODULES],
+        what="grub-mkimage (x86_64-efi)")
+    stub = workdir / "grub.cfg"
+    stub.write_text(f"search --no-floppy --fs-uuid --set=root {boot_uuid}\nset prefix=($root)/grub\n"
+                    "configfile ($root)/grub/grub.cfg\n")
+    run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], what="mmd")
+    run(["mcopy", "-i", str(esp), str(image), str(stub), "::/EFI/BOOT/"], what="mcopy")
+
+
 def parse_bls(text: str) -> dict[str, str]:
     entry: dict[str, str] = {}
     for line in text.splitlines():

@@ -185,9 +185,8 @@ class Sysroot:
         try:
             with self._grub_env():
                 if self.is_booted:
-                    opts = OSTree.SysrootDeployTreeOpts()
-                    opts.override_kernel_argv = argv
-                    _, new = self._sysroot.stage_tree_with_options(osname, checksum, origin, raw_merge, opts, None)
+                    # (stage_tree_with_options' char** option field cannot be set from Python)
+                    _, new = self._sysroot.stage_tree(osname, checksum, origin, raw_merge, argv, None)
                     if lock_finalization:
                         STAGED_LOCK.parent.mkdir(parents=True, exist_ok=True)
                         STAGED_LOCK.touch()
