@@ -193,7 +193,7 @@ class Sysroot:
                 else:
                     _, new = self._sysroot.deploy_tree(osname, checksum, origin, raw_merge, argv, None)
                     self._sysroot.simple_write_deployment(
-                        osname, new, raw_merge, OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
+                        osname, new, raw_merge, OSTree.SysrootSimpleWriteDeploymentFlags.NONE, None)
         except GLib.Error as e:
             raise RepoError(f"cannot deploy {checksum[:12]}: {e.message}") from None
         self.load()
