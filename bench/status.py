@@ -58,6 +58,9 @@ def main() -> int:
         for _ in range(args.runs):
             ours.append(timed(ours_argv, env))
             theirs.append(timed(theirs_argv, env))
+        for d in (root / "ostree/deploy/debian/deploy").iterdir():  # libostree makes deployments immutable
+            if d.is_dir():
+                subprocess.run(["chattr", "-i", str(d)], check=False)
     o, t = statistics.median(ours), statistics.median(theirs)
     line = (f"| {datetime.date.today()} | status, 1 deployment, --sysroot | {o:.3f} s | "
             f"ostree admin status: {t:.3f} s | {o / t:.1f}x | {args.runs} runs, median; goal <= 0.15 s |")
