@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from apt_ostree.core.pkgdb import PackageDiff
 from apt_ostree.errors import UsageError
 from apt_ostree.progress import TerminalProgress
 
@@ -37,6 +38,20 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def diff_lines(diff: PackageDiff) -> list[str]:
+    """rpm-ostree's block format of a package diff (Upgraded/Downgraded/Removed/Added)."""
+    lines = ["No package changes."] if diff.empty else []
+    for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
+        if changes:
+            lines.append(f"{title}:")
+            lines += [f"  {c.name} {c.old} -> {c.new}" for c in changes]
+    for title, pkgs in (("Removed", diff.removed), ("Added", diff.added)):
+        if pkgs:
+            lines.append(f"{title}:")
+            lines += [f"  {p.name} {p.version}" for p in pkgs]
+    return lines
 
 
 def out(text: str = "") -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from apt_ostree.cli.common import out
+from apt_ostree.cli.common import diff_lines, out
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.pkgdb import commit_packages, db_version, diff_packages, filter_prefixes
 
@@ -73,18 +73,8 @@ def run_diff(args: argparse.Namespace) -> int:
         for p in d.added:
             out(f"+{p.name} {p.version}")
         return 0
-    if d.empty:
-        out("No package changes.")
-    for title, changes in (("Upgraded", d.upgraded), ("Downgraded", d.downgraded)):
-        if changes:
-            out(f"{title}:")
-            for c in changes:
-                out(f"  {c.name} {c.old} -> {c.new}")
-    for title, pkgs in (("Removed", d.removed), ("Added", d.added)):
-        if pkgs:
-            out(f"{title}:")
-            for p in pkgs:
-                out(f"  {p.name} {p.version}")
+    for line in diff_lines(d):
+        out(line)
     return 0
 
 

@@ -6,8 +6,9 @@ import argparse
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 
-from apt_ostree.cli.common import out, progress_for
+from apt_ostree.cli.common import diff_lines, out, progress_for
 from apt_ostree.cli.status import EXIT_UNCHANGED, add_sysroot_arg
 from apt_ostree.core import deploy
 from apt_ostree.core.pkgdb import PackageDiff
@@ -85,20 +86,9 @@ def _open(args: argparse.Namespace) -> Sysroot:
 
 
 def _print_diff(diff: PackageDiff | None) -> None:
-    if diff is None:
-        return
-    if diff.empty:
-        out("No package changes.")
-    for title, changes in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
-        if changes:
-            out(f"{title}:")
-            for c in changes:
-                out(f"  {c.name} {c.old} -> {c.new}")
-    for title, pkgs in (("Removed", diff.removed), ("Added", diff.added)):
-        if pkgs:
-            out(f"{title}:")
-            for p in pkgs:
-                out(f"  {p.name} {p.version}")
+    if diff is not None:
+        for line in diff_lines(diff):
+            out(line)
 
 
 def _finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
@@ -137,23 +127,23 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    sysroot = _open(args)
-    with sysroot.locked():
-        change = deploy.deploy_revision(sysroot, args.revision, progress_for(args), cache_only=args.cache_only,
-                                        lock_finalization=args.lock_finalization)
-    if not change.changed:
-        return _unchanged(args, f"Already deployed: {change.checksum}")
-    _print_diff(change.diff)
-    return _finish(args, sysroot, change.deployment)
+    return _deploy_verb(args, lambda s: deploy.deploy_revision(
+        s, args.revision, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization),
+        "Already deployed")
 
 
 def run_rebase(args: argparse.Namespace) -> int:
+    return _deploy_verb(args, lambda s: deploy.rebase(
+        s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization),
+        f"Already on {args.refspec}")
+
+
+def _deploy_verb(args: argparse.Namespace, operation: Callable[[Sysroot], deploy.Change], unchanged: str) -> int:
     sysroot = _open(args)
     with sysroot.locked():
-        change = deploy.rebase(sysroot, args.refspec, progress_for(args), cache_only=args.cache_only,
-                               lock_finalization=args.lock_finalization)
+        change = operation(sysroot)
     if not change.changed:
-        return _unchanged(args, f"Already on {args.refspec}: {change.checksum}")
+        return _unchanged(args, f"{unchanged}: {change.checksum}")
     _print_diff(change.diff)
     return _finish(args, sysroot, change.deployment)
 
