@@ -158,3 +158,60 @@ def test_unsigned_commit_from_gpg_remote(sysroot: Path, updates: Path) -> None:
     cli = apt_ostree("rebase", "--sysroot", sysroot, "signed:test/os", check=False)
     assert cli.returncode == 1 and "signed" in error_lines(cli)[0] and "GPG" in error_lines(cli)[0]
     assert status(sysroot) == before
+
+
+def test_upgrade_flags(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
+    v2 = derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    preview = apt_ostree("upgrade", "--sysroot", sysroot, "--preview").stdout
+    assert v2 in preview and "No package changes." in preview
+    assert len(status(sysroot)) == 1
+    # --download-only fetches everything; then --cache-only deploys it without touching the remote.
+    apt_ostree("upgrade", "--sysroot", sysroot, "--download-only")
+    assert len(status(sysroot)) == 1
+    (updates / "config").rename(updates / "config.away")  # the remote is now unusable
+    try:
+        apt_ostree("upgrade", "--sysroot", sysroot, "-C")
+    finally:
+        (updates / "config.away").rename(updates / "config")
+    assert status(sysroot)[0]["checksum"] == v2
+    # The remote publishes a commit with an older timestamp: refused unless allowed.
+    subprocess.run(["ostree", "commit", f"--repo={updates}", "-b", "test/os", f"--tree=ref={v2}",
+                    "--timestamp=2000-01-01 00:00:00 +0000", "--add-metadata-string=version=old"],
+                   check=True, capture_output=True)
+    before = status(sysroot)
+    cli = apt_ostree("upgrade", "--sysroot", sysroot, check=False)
+    assert cli.returncode == 1 and "older" in error_lines(cli)[0] and status(sysroot) == before
+    apt_ostree("upgrade", "--sysroot", sysroot, "--allow-downgrade")
+    assert status(sysroot)[0]["version"] == "old"
+
+
+def test_cleanup_base_and_pending(sysroot: Path, updates: Path, tmp_path: Path) -> None:
+    derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    apt_ostree("upgrade", "--sysroot", sysroot)
+    assert "No deployments removed." in apt_ostree("cleanup", "--sysroot", sysroot, "-b").stdout
+    assert len(status(sysroot)) == 2
+    cli = apt_ostree("cleanup", "--sysroot", sysroot, check=False)
+    assert cli.returncode == 2 and len(error_lines(cli)) == 1
+    subprocess.run(["ostree", "fsck", f"--repo={sysroot / 'ostree/repo'}"], check=True, capture_output=True)
+
+
+def test_kargs_more(sysroot: Path, tmp_path: Path) -> None:
+    apt_ostree("kargs", "--sysroot", sysroot, "--delete-if-present=nosuch", "--append=a=1")
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split()[-1] == "a=1"
+    # --deploy-index: start from the older deployment (index 1), which has no a=1.
+    apt_ostree("kargs", "--sysroot", sysroot, "--deploy-index=1", "--append=b=2")
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split() == ["root=LABEL=ostree-root", "rw", "b=2"]
+    cli = apt_ostree("kargs", "--sysroot", sysroot, "--deploy-index=9", "--append=c", check=False)
+    assert cli.returncode == 2 and "--deploy-index" in error_lines(cli)[0]
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i '1s/$/ edited=yes/' \"$1\"\n")
+    editor.chmod(0o755)
+    env_cli = subprocess.run(["/usr/bin/python3", "-m", "apt_ostree.cli.main", "kargs", "--sysroot", str(sysroot),
+                              "--editor"], env={"PATH": "/usr/bin:/bin", "EDITOR": str(editor),
+                                                "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                             capture_output=True, text=True)
+    assert env_cli.returncode == 0, env_cli.stderr
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split()[-1] == "edited=yes"
+    apt_ostree("kargs", "--sysroot", sysroot, "--import-proc-cmdline")
+    host = [a for a in Path("/proc/cmdline").read_text().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split() == host

@@ -187,11 +187,11 @@ class Guest:
     def boot_id(self) -> str:
         return self.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
 
-    def reboot(self, timeout: float = 400) -> None:
-        """Reboot the guest and wait until ssh answers from the new boot (a different boot_id)."""
+    def reboot(self, timeout: float = 400, command: str = "systemctl reboot") -> None:
+        """Reboot the guest (with ``command``) and wait until ssh answers from the new boot (a different boot_id)."""
         old = self.boot_id()
         try:
-            self._ssh("systemctl reboot", timeout=30)  # the connection may drop: ignore its result
+            self._ssh(command, timeout=30)  # the connection may drop: ignore its result
         except subprocess.TimeoutExpired:
             pass
         self._poll("cat /proc/sys/kernel/random/boot_id",

@@ -20,8 +20,8 @@ def booted(g: Guest) -> dict[str, object]:
     return next(d for d in data["deployments"] if d["booted"])
 
 
-def reboot(g: Guest) -> None:
-    g.reboot(timeout=600)
+def reboot(g: Guest, command: str = "systemctl reboot") -> None:
+    g.reboot(timeout=600, command=command)
     mount_updates(g)
 
 
@@ -63,3 +63,20 @@ def test_upgrade_etc_merge_rollback_kargs(guest: Guest, minimal: Composed, minim
     reboot(g)
     assert "quiet" not in g.run("cat /proc/cmdline").stdout.split()
     assert booted(g)["checksum"] == minimal.checksum
+
+
+def test_lock_finalization(guest: Guest) -> None:
+    """A finalization-locked staged deployment is not applied by a plain reboot;
+    finalize-deployment unlocks it and reboots into it."""
+    g = guest
+    before = booted(g)["checksum"]
+    g.run("apt-ostree kargs --append=locked=1 --lock-finalization")
+    staged = [d for d in json.loads(g.run("apt-ostree status --json").stdout)["deployments"] if d["staged"]]
+    assert len(staged) == 1 and staged[0]["finalization-locked"] is True
+    reboot(g)
+    assert "locked=1" not in g.run("cat /proc/cmdline").stdout.split()
+    assert booted(g)["checksum"] == before
+    g.run("apt-ostree kargs --append=locked=1 --lock-finalization")
+    staged = [d for d in json.loads(g.run("apt-ostree status --json").stdout)["deployments"] if d["staged"]]
+    reboot(g, command=f"apt-ostree finalize-deployment {staged[0]['checksum'][:12]}")
+    assert "locked=1" in g.run("cat /proc/cmdline").stdout.split()
