@@ -154,8 +154,10 @@ def test_reproducible(minimal: Composed, cachedir: Path, tmp_path: Path) -> None
                      "--source-date-epoch", EPOCH)
     second = Repo.open(repo).resolve(minimal.ref)
     if second != minimal.checksum:
-        diff = ostree("diff", f"--repo={repo}", minimal.checksum, second) if False else ""
-        pytest.fail(f"not reproducible: {minimal.checksum} != {second}\n{cli.stderr[-2000:]}{diff}")
+        ostree("pull-local", f"--repo={repo}", minimal.repo, minimal.checksum)
+        diff = ostree("diff", f"--repo={repo}", minimal.checksum, second)
+        pytest.fail(f"not reproducible: {minimal.checksum} != {second}; files that differ:\n{diff[-3000:]}"
+                    f"\n{cli.stderr[-1000:]}")
 
 
 def test_db_diff_shows_exactly_the_added_packages(minimal: Composed, minimal_extra: Composed) -> None:
