@@ -26,10 +26,10 @@ sys.path.insert(0, str(TOP))
 
 from apt_ostree.core.apt import host_sources, sources_list_text  # noqa: E402
 from apt_ostree.core.treefile import load_treefile  # noqa: E402
+from bench.results import add_rows  # noqa: E402
 
 TREEFILE = TOP / "examples/minimal.yaml"
 CACHE = TOP / "_build/bench-cache"
-RESULTS = TOP / "docs/benchmarks.md"
 
 
 def timed(argv: list[str], **kw: object) -> float:
@@ -113,15 +113,9 @@ def main() -> int:
         f"mmdebstrap (dracut diverted) + ostree commit: {n_med:.1f} s | {c_med / n_med:.2f}x | "
         f"{args.rounds} rounds, median |",
     ]
-    line = "\n".join(lines)
-    print(line)
+    print("\n".join(lines))
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else ""
-        marker = "<!-- bench/compose.py -->"
-        if marker not in text:
-            text += (f"\n## Compose\n\n{marker}\n| date | what | apt-ostree | baseline | ratio | runs |\n"
-                     "|---|---|---|---|---|---|\n")
-        RESULTS.write_text(text.replace(marker + "\n", marker + "\n", 1).rstrip("\n") + "\n" + line + "\n")
+        add_rows("<!-- bench/compose.py -->", "## Compose", lines)
     return 0
 
 

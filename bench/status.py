@@ -24,8 +24,8 @@ sys.path.insert(0, str(TOP))
 
 from apt_ostree.core.ostree import Repo  # noqa: E402
 from apt_ostree.core.sysroot import Sysroot  # noqa: E402
+from bench.results import add_rows  # noqa: E402
 
-RESULTS = TOP / "docs/benchmarks.md"
 MARKER = "<!-- bench/status.py -->"
 
 
@@ -66,13 +66,8 @@ def main() -> int:
             f"ostree admin status: {t:.3f} s | {o / t:.1f}x | {args.runs} runs, median; goal <= 0.15 s |")
     print(line)
     if not args.no_write:
-        text = RESULTS.read_text()
-        if MARKER not in text:
-            intro = ("`bench/status.py`: wall time of a whole `apt-ostree status` process (Python start-up "
-                     "included) against `ostree admin status` on the same sysroot.")
-            text = (text.rstrip("\n") + f"\n\n## Status\n\n{intro}\n\n{MARKER}\n"
-                    "| date | what | apt-ostree | baseline | ratio | runs |\n|---|---|---|---|---|---|\n")
-        RESULTS.write_text(text.rstrip("\n") + "\n" + line + "\n")
+        add_rows(MARKER, "## Status\n\n`bench/status.py`: wall time of a whole `apt-ostree status` process (Python "
+                 "start-up included) against `ostree admin status` on the same sysroot.", [line])
     os.sync()
     return 0
 
