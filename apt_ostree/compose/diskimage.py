@@ -169,10 +169,7 @@ def _populate(mnt: Path, dev: Path, esp: str | None, boot_uuid: str, source: Rep
     (mnt / "boot/grub/grub.cfg").write_text(grub.STATIC_CFG)
 
     progress.step("Deploying")
-    with tempfile.TemporaryDirectory(prefix="apt-ostree-grub-") as tmp:
-        helper = grub.write_exec_helper(Path(tmp) / "grub2-exec")
-        env = {grub.EXEC_ENV: str(helper), grub.SYSROOT_ENV: str(mnt), grub.BOOT_UUID_ENV: boot_uuid}
-        deployment = sysroot.deploy_first(OSNAME, checksum, refspec, [*DEFAULT_KARGS, *opts.kargs], env=env)
+    deployment = sysroot.deploy_first(OSNAME, checksum, refspec, [*DEFAULT_KARGS, *opts.kargs])
     _configure(deployment.path, mnt / "ostree/deploy" / OSNAME / "var", opts)
 
 

@@ -136,9 +136,6 @@ class Sysroot:
             ))
         return out
 
-    def booted(self) -> Deployment | None:
-        return next((d for d in self.deployments() if d.booted), None)
-
     def merge_deployment(self) -> Deployment:
         """The deployment changes start from: the booted one, else the default (first)."""
         deployments = self.deployments()
@@ -163,6 +160,9 @@ class Sysroot:
             return
         uuid = run(["findmnt", "-n", "-o", "UUID", "--target", str(self.path / "boot")], capture=True,
                    check=False).stdout.strip()
+        if not uuid:
+            raise RepoError(f"cannot find the file system UUID of {self.path / 'boot'}",
+                            hint="GRUB's menu finds /boot by UUID: mount the boot partition there")
         with tempfile.TemporaryDirectory(prefix="apt-ostree-grub-") as tmp:
             env = {grub.EXEC_ENV: str(grub.write_exec_helper(Path(tmp) / "grub2-exec")),
                    grub.SYSROOT_ENV: str(self.path), grub.BOOT_UUID_ENV: uuid}
@@ -215,12 +215,11 @@ class Sysroot:
         except GLib.Error as e:
             raise RepoError(f"cannot clean up {self.path}: {e.message}") from None
 
-    def deploy_first(self, osname: str, checksum: str, refspec: str, kargs: Sequence[str],
-                     env: Mapping[str, str] | None = None) -> Deployment:
+    def deploy_first(self, osname: str, checksum: str, refspec: str, kargs: Sequence[str]) -> Deployment:
         """Deploy ``checksum`` as the only deployment of a sysroot that is not booted."""
         origin = self._sysroot.origin_new_from_refspec(refspec)
         try:
-            with _environ(env or {}):
+            with self._grub_env():
                 _, new = self._sysroot.deploy_tree(osname, checksum, origin, None, list(kargs), None)
                 self._sysroot.simple_write_deployment(osname, new, None,
                                                       OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
