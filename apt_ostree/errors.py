@@ -47,6 +47,10 @@ class AptError(AptOstreeError):
     """APT sources or packages are unusable (unreachable, unsigned, unknown package)."""
 
 
+class LayeringError(AptOstreeError):
+    """Packages cannot be layered as requested (conflict with the base, failing maintainer script)."""
+
+
 class ComposeError(AptOstreeError):
     """The composed tree is not what an OSTree system needs."""
 

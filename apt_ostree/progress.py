@@ -32,6 +32,9 @@ class Progress:
     def output(self, line: str) -> None:
         """A line of output from a subprocess (shown only when verbose)."""
 
+    def download(self, done: int, total: int) -> None:
+        """Bytes downloaded so far of ``total`` (repeated while a download runs)."""
+
     def done(self) -> None:
         """The operation finished."""
 
@@ -81,6 +84,16 @@ class TerminalProgress(Progress):
         if self._verbose:
             self._stream.write(f"    | {line}\n")
             self._stream.flush()
+
+    def download(self, done: int, total: int) -> None:
+        if not self._stream.isatty():
+            return
+        width = 30
+        filled = width * done // total if total else width
+        self._stream.write(f"\r    [{'#' * filled}{'.' * (width - filled)}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB")
+        if done >= total:
+            self._stream.write("\n")
+        self._stream.flush()
 
     def done(self) -> None:
         self._finish_step()

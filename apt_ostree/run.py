@@ -156,3 +156,19 @@ def _last_meaningful(tail: collections.deque[str]) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def unmount_below(path: Path) -> None:
+    """Unmount whatever a failed build left mounted under ``path`` (deepest first).
+
+    mmdebstrap's file-mirror-automount hook bind-mounts file:// repositories and
+    local .debs into the chroot and only unmounts them when the build succeeds.
+    """
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        try:
+            run(["umount", point], what=f"umount {point}")
+        except CommandError:
+            run(["umount", "--lazy", point], what=f"umount {point}")

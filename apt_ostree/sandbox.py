@@ -51,6 +51,7 @@ class Sandbox:
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.network:
             args += ["--unshare-net"]
+        args += ["--cap-drop", "ALL"]  # (root keeps every capability in bwrap otherwise)
         for cap in self.capabilities:
             args += ["--cap-add", cap if cap == "ALL" else f"CAP_{cap.removeprefix('CAP_')}"]
         args += ["--die-with-parent", "--clearenv"]

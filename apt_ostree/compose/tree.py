@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.compose import metadata as md
-from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs, unmount_below
+from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
 from apt_ostree.core import kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
@@ -24,7 +24,7 @@ from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
 from apt_ostree.core.treefile import Treefile
 from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError
 from apt_ostree.progress import Progress
-from apt_ostree.run import run
+from apt_ostree.run import run, unmount_below
 from apt_ostree.sandbox import Bind, Sandbox
 
 

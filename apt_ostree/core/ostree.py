@@ -7,6 +7,7 @@ code deals in paths, strings and plain Python values.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +262,115 @@ class Repo:
         except GLib.Error as e:
             raise _gerror(f"cannot commit to {self.path}", e) from None
         return str(checksum)
+
+    def checkout_hardlinks(self, checksum: str, dest: Path) -> None:
+        """Check ``checksum`` out at ``dest`` as hardlinks into the repository (``dest`` must not
+        exist). Such a tree shares inodes with repository objects: never write into it."""
+        opts = OSTree.RepoCheckoutAtOptions()
+        opts.mode = OSTree.RepoCheckoutMode.NONE
+        opts.overwrite_mode = OSTree.RepoCheckoutOverwriteMode.NONE
+        opts.no_copy_fallback = True
+        try:
+            self._repo.checkout_at(opts, AT_FDCWD, str(dest), checksum, None)
+        except GLib.Error as e:
+            raise _gerror(f"cannot check out {checksum[:12]} at {dest}", e) from None
+
+    def commit_delta(self, base: str, upper: Path, *, metadata: Mapping[str, GLib.Variant], timestamp: int,
+                     subject: str = "") -> str:
+        """Commit ``base`` changed by an overlayfs upper directory, without re-reading the base.
+
+        The base tree is loaded lazily into a MutableTree; the upper dir's whiteouts (char 0/0)
+        delete, its opaque directories and type changes replace, everything else is merged.
+        Overlay bookkeeping xattrs are dropped. Whiteouts are unlinked from ``upper``.
+        No ref is written: the new commit's parent is ``base``.
+        """
+        repo = self._repo
+        try:
+            mtree = OSTree.MutableTree.new_from_commit(repo, base)
+            root_meta = mtree.get_metadata_checksum()
+            _apply_overlay_removals(mtree, upper, [])
+            modifier = OSTree.RepoCommitModifier.new(OSTree.RepoCommitModifierFlags.NONE, None, None)
+            modifier.set_xattr_callback(_xattrs_without_overlay(upper), None)
+            repo.prepare_transaction(None)
+            try:
+                dfd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    repo.write_dfd_to_mtree(dfd, ".", mtree, modifier, None)
+                finally:
+                    os.close(dfd)
+                mtree.set_metadata_checksum(root_meta)
+                _, root = repo.write_mtree(mtree, None)
+                builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
+                for key in sorted(metadata):
+                    builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
+                                                                  GLib.Variant.new_variant(metadata[key])))
+                _, checksum = repo.write_commit_with_time(base, subject, None, builder.end(), root, timestamp, None)
+                repo.commit_transaction(None)
+            except BaseException:
+                repo.abort_transaction(None)
+                raise
+        except GLib.Error as e:
+            raise _gerror(f"cannot commit the layer on {base[:12]} to {self.path}", e) from None
+        return str(checksum)
+
+
+AT_FDCWD = -100
+OVERLAY_XATTR_PREFIX = b"trusted.overlay."
+
+
+def _lookup(mtree: OSTree.MutableTree, name: str) -> tuple[str | None, OSTree.MutableTree | None] | None:
+    """(file checksum, subdir) of ``name`` in ``mtree``; None if absent (lookup raises instead)."""
+    try:
+        _, checksum, subdir = mtree.lookup(name)
+    except GLib.Error:
+        return None
+    return checksum, subdir
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _apply_overlay_removals(mtree: OSTree.MutableTree, upper: Path, rel: list[str]) -> None:
+    """Pre-pass over an overlay upper dir: apply whiteouts, opaque dirs and type changes to
+    ``mtree`` (the merge of the remaining content is write_dfd_to_mtree's job)."""
+    directory = upper.joinpath(*rel)
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        st = entry.stat(follow_symlinks=False)
+        existing = _lookup(mtree, entry.name)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # whiteout
+            if existing is not None:
+                mtree.remove(entry.name, True)
+            os.unlink(entry.path)
+            continue
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if existing is not None:
+            was_dir = existing[1] is not None
+            if was_dir != is_dir or (is_dir and _is_opaque(Path(entry.path))):
+                mtree.remove(entry.name, True)
+                existing = None
+        if is_dir and existing is not None and existing[1] is not None:
+            _apply_overlay_removals(existing[1], upper, [*rel, entry.name])
+
+
+def _xattrs_without_overlay(upper: Path):  # type: ignore[no-untyped-def]
+    def callback(_repo: OSTree.Repo, path: str, _info: object, *_user: object) -> GLib.Variant:
+        full = upper / path.lstrip("/")
+        out = []
+        try:
+            names = os.listxattr(full, follow_symlinks=False)
+        except OSError:
+            names = []
+        for name in sorted(names):
+            if name.encode().startswith(OVERLAY_XATTR_PREFIX):
+                continue
+            value = os.getxattr(full, name, follow_symlinks=False)
+            out.append((name.encode() + b"\0", value))
+        return GLib.Variant("a(ayay)", out)
+    return callback
 
 
 def variant_metadata(values: Mapping[str, Any]) -> dict[str, GLib.Variant]:

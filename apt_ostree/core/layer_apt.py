@@ -1,0 +1,473 @@
+"""APT for layering: a deployment's sources, the base commit's dpkg database, nothing of the host.
+
+:class:`LayerApt` configures python-apt (``apt_pkg``, one global configuration
+per process) from a deployment's ``/etc/apt`` with every state path moved to
+apt-ostree's own directories: lists in ``/var/lib/apt-ostree``, .debs in
+``/var/cache/apt-ostree``, the status file a copy of the base commit's.
+Hooks that would run on the host (``DPkg::Pre-Invoke``, debconf's
+``Pre-Install-Pkgs``...) are cleared. Resolution never changes a base package
+implicitly; :meth:`LayerApt.install` drives the real dpkg through a wrapper that
+runs it in the layering sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apt.progress.base
+import apt_pkg
+
+from apt_ostree.core.apt import host_sources, sources_list_text
+from apt_ostree.core.treefile import AptRepo
+from apt_ostree.errors import AptError, LayeringError
+from apt_ostree.progress import Progress
+
+# Configuration that would make APT run things on the host or read the host's state.
+HOST_HOOKS = ("DPkg::Pre-Invoke", "DPkg::Post-Invoke", "DPkg::Pre-Install-Pkgs", "DPkg::Post-Install-Pkgs",
+              "APT::Update::Pre-Invoke", "APT::Update::Post-Invoke", "APT::Update::Post-Invoke-Success",
+              "DPkg::Chroot-Directory", "DPkg::Tools", "APT::Periodic", "Binary")
+
+
+@dataclass(frozen=True)
+class PlannedPackage:
+    name: str
+    version: str
+    arch: str
+    size: int  # download size in bytes
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} {self.arch}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a layered commit changes relative to its base."""
+
+    install: tuple[PlannedPackage, ...] = ()  # new packages (requested and their dependencies)
+    replace: tuple[tuple[str, str, PlannedPackage], ...] = ()  # (name, base version, new) for override replace
+    remove: tuple[PlannedPackage, ...] = ()  # base packages removed by override remove
+    inactive: tuple[str, ...] = ()  # requests already satisfied by the base
+    debs: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (name, sha256) of every .deb used
+
+    @property
+    def download_size(self) -> int:
+        return sum(p.size for p in self.install) + sum(p.size for _, _, p in self.replace)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.install or self.replace or self.remove)
+
+    def fingerprint(self, base: str) -> str:
+        """Same base + same resolved packages = same layered tree (the unchanged check)."""
+        h = hashlib.sha256(base.encode())
+        for p in self.install:
+            h.update(f"+{p}\n".encode())
+        for name, old, p in self.replace:
+            h.update(f"~{name} {old} {p}\n".encode())
+        for p in self.remove:
+            h.update(f"-{p}\n".encode())
+        for name, sha in self.debs:
+            h.update(f"@{name} {sha}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LocalDeb:
+    path: Path
+    name: str
+    version: str
+    arch: str
+    sha256: str
+
+
+def read_local_deb(path: Path) -> LocalDeb:
+    """Name, version and content hash of a .deb file; AptError naming the file if it is not one."""
+    import apt_inst
+
+    try:
+        control = apt_inst.DebFile(str(path)).control.extractdata("control").decode("utf-8", "replace")
+        section = apt_pkg.TagSection(control)
+        name, version = section["Package"], section["Version"]
+        arch = section.get("Architecture", "all")
+    except (OSError, SystemError, LookupError) as e:
+        raise AptError(f"{path}: not a Debian package ({e})") from None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return LocalDeb(path, name, version, arch, h.hexdigest())
+
+
+def _packages_stanza(deb: LocalDeb, filename: str) -> str:
+    import apt_inst
+
+    control = apt_inst.DebFile(str(deb.path)).control.extractdata("control").decode("utf-8", "replace").rstrip("\n")
+    return f"{control}\nFilename: {filename}\nSize: {deb.path.stat().st_size}\nSHA256: {deb.sha256}\n\n"
+
+
+class LayerApt:
+    def __init__(self, deploy_root: Path, state: Path, cache: Path) -> None:
+        self.deploy_root = deploy_root
+        self.state = state  # .../var/lib/apt-ostree
+        self.cache = cache  # .../var/cache/apt-ostree
+        self.work = state / "work"
+        self._cache: apt_pkg.Cache | None = None
+        self._depcache: apt_pkg.DepCache | None = None
+
+    @property
+    def lists(self) -> Path:
+        return self.state / "lists"
+
+    @property
+    def archives(self) -> Path:
+        return self.cache / "archives"
+
+    @property
+    def local_dir(self) -> Path:
+        """Local .debs requested by path, kept by hash so later re-layering finds them."""
+        return self.cache / "local"
+
+    # ------------------------------------------------------------ configuration
+    def sources(self) -> tuple[AptRepo, ...]:
+        repos = host_sources(self.deploy_root)
+        if self.deploy_root == Path("/"):
+            return repos
+        # Signed-By paths are the deployment's own files.
+        return tuple(AptRepo(r.uris, r.suites, r.components,
+                             self.deploy_root / str(r.signed_by).lstrip("/") if r.signed_by else None)
+                     for r in repos)
+
+    def configure(self, status: Path | None = None, local: Sequence[LocalDeb] = ()) -> None:
+        """Point apt_pkg at the deployment's configuration and our state directories."""
+        for d in (self.lists / "partial", self.archives / "partial", self.work / "log", self.local_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        sources = sources_list_text(self.sources())
+        if local:
+            sources += f"deb [trusted=yes] file:{self._local_repo(local)} ./\n"
+        (self.work / "sources.list").write_text(sources)
+        if status is None:
+            status = self.work / "status"
+            status.touch()
+        etc = self.deploy_root / "etc/apt"
+        cnf = apt_pkg.config
+        cnf.clear("")
+        cnf.set("Dir::Etc", str(etc) + "/")
+        apt_pkg.init_config()
+        for key in HOST_HOOKS:
+            cnf.clear(key)
+        settings = {
+            "Dir::State": str(self.state),
+            "Dir::State::Lists": str(self.lists),
+            "Dir::State::status": str(status),
+            "Dir::State::extended_states": str(self.work / "extended_states"),
+            "Dir::Cache": str(self.cache),
+            "Dir::Cache::archives": str(self.archives),
+            "Dir::Cache::pkgcache": "",
+            "Dir::Cache::srcpkgcache": "",
+            "Dir::Etc::SourceList": str(self.work / "sources.list"),
+            "Dir::Etc::SourceParts": str(self.work / "sources.list.d"),
+            "Dir::Log": str(self.work / "log"),
+            "Debug::NoLocking": "true",
+            # downloads land in root-only directories (a sysroot under /var/tmp, tests)
+            "APT::Sandbox::User": "root",
+            "APT::Get::List-Cleanup": "false" if local else "true",
+            "Acquire::Languages": "none",
+            "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled": "false",
+        }
+        for key, value in settings.items():
+            cnf.set(key, value)
+        apt_pkg.init_system()
+        self._cache = None
+
+    def _local_repo(self, debs: Sequence[LocalDeb]) -> Path:
+        """A flat repository of the local .debs (trusted: the admin named the files)."""
+        repo = self.work / "local-repo"
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.mkdir(parents=True)
+        stanzas = []
+        for deb in debs:
+            kept = self.local_dir / f"{deb.sha256}.deb"
+            if not kept.exists():
+                shutil.copyfile(deb.path, kept.with_suffix(".partial"))
+                kept.with_suffix(".partial").rename(kept)
+            os.link(kept, repo / f"{deb.name}_{deb.sha256[:12]}.deb")
+            stanzas.append(_packages_stanza(LocalDeb(kept, deb.name, deb.version, deb.arch, deb.sha256),
+                                            f"./{deb.name}_{deb.sha256[:12]}.deb"))
+        (repo / "Packages").write_text("".join(stanzas))
+        return repo
+
+    def local_deb(self, sha256: str, name: str) -> LocalDeb:
+        path = self.local_dir / f"{sha256}.deb"
+        if not path.exists():
+            raise LayeringError(f"local package {name} ({sha256[:12]}) is no longer in {self.local_dir}",
+                                hint=f"install the .deb again, or: apt-ostree uninstall {name}")
+        deb = read_local_deb(path)
+        return deb
+
+    # ------------------------------------------------------------ indexes
+    def has_lists(self) -> bool:
+        return any(self.lists.glob("*_Packages*"))
+
+    def refresh(self, progress: Progress, local_only: bool = False) -> None:
+        """Download the package indexes (signatures verified); AptError names the bad source.
+        ``local_only``: index only the local .debs (``-C``: no network)."""
+        progress.step("Indexing local packages" if local_only else "Updating package lists")
+        main = apt_pkg.config.find("Dir::Etc::SourceList")
+        if local_only:
+            only = self.work / "sources-local.list"
+            only.write_text("".join(ln + "\n" for ln in Path(main).read_text().splitlines() if "[trusted=yes]" in ln))
+            apt_pkg.config.set("Dir::Etc::SourceList", str(only))
+        try:
+            sources = apt_pkg.SourceList()
+            sources.read_main_list()
+            cache = apt_pkg.Cache(None)
+            if not cache.update(_AcquireProgress(progress), sources):
+                raise AptError("cannot update the package lists", hint="check the network and /etc/apt/sources.list*")
+        except SystemError as e:
+            raise AptError(_source_failure(str(e))) from None
+        finally:
+            apt_pkg.config.set("Dir::Etc::SourceList", main)
+        self._cache = None
+
+    # ------------------------------------------------------------ resolution
+    def _open(self) -> tuple[apt_pkg.Cache, apt_pkg.DepCache]:
+        if self._cache is None:
+            try:
+                self._cache = apt_pkg.Cache(None)
+            except SystemError as e:
+                raise AptError(f"cannot read the package lists: {str(e).strip()}",
+                               hint="apt-ostree refresh-md") from None
+            self._depcache = apt_pkg.DepCache(self._cache)
+        assert self._depcache is not None
+        return self._cache, self._depcache
+
+    def resolve(self, requested: Sequence[str], local: Sequence[LocalDeb], remove: Sequence[str],
+                replace: Sequence[LocalDeb], *, allow_inactive: bool) -> Plan:
+        cache, depcache = self._open()
+        base = {p.name: p.current_ver.ver_str for p in cache.packages if p.current_ver is not None}
+        removals = []
+        for name in remove:
+            if name not in base:
+                raise LayeringError(f"override remove {name}: not a package of the base",
+                                    hint="only base packages can be removed; layered ones: apt-ostree uninstall")
+            depcache.mark_delete(cache[name], True)
+            removals.append(name)
+        wanted: list[tuple[str, str | None]] = [(r.partition("=")[0], r.partition("=")[2] or None) for r in requested]
+        wanted += [(d.name, d.version) for d in local]
+        replaced = {d.name for d in replace}
+        for d in replace:
+            if d.name not in base:
+                raise LayeringError(f"override replace {d.path}: {d.name} is not a package of the base",
+                                    hint=f"to add it: apt-ostree install {d.path}")
+            wanted.append((d.name, d.version))
+        inactive = []
+        targets = []
+        for name, version in wanted:
+            if name not in cache or not cache[name].version_list:
+                raise AptError(f"unknown package {name!r}: no configured APT source has it",
+                               hint="check the name (apt-ostree search NAME) or refresh: apt-ostree refresh-md")
+            pkg = cache[name]
+            if name in base and name not in replaced:
+                if version is None or version == base[name]:
+                    if not allow_inactive:
+                        raise LayeringError(f"package {name} is already in the base ({base[name]})",
+                                            hint="pass --allow-inactive to request it anyway")
+                    inactive.append(name)
+                    continue
+                raise LayeringError(f"{name}={version}: the base has {name} {base[name]}",
+                                    hint=f"replacing a base package needs: apt-ostree override replace ./{name}.deb")
+            if version is not None:
+                match = next((v for v in pkg.version_list if v.ver_str == version), None)
+                if match is None:
+                    have = ", ".join(v.ver_str for v in pkg.version_list)
+                    raise AptError(f"no version {version} of {name} (available: {have})")
+                depcache.set_candidate_ver(pkg, match)
+            targets.append(pkg)
+        for pkg in targets:
+            depcache.mark_install(pkg, True, True)
+        if depcache.broken_count:
+            fixer = apt_pkg.ProblemResolver(depcache)
+            for pkg in targets:
+                fixer.protect(pkg)
+            for name in base:
+                if name not in removals and name not in replaced:
+                    fixer.protect(cache[name])
+            try:
+                fixer.resolve(True)
+            except SystemError:
+                pass
+        self._check_base(cache, depcache, base, set(removals), replaced, targets)
+        install, repl, gone = [], [], []
+        for pkg in cache.packages:
+            if depcache.marked_install(pkg) and pkg.current_ver is None:
+                install.append(self._planned(depcache, pkg))
+            elif pkg.name in replaced and (depcache.marked_upgrade(pkg) or depcache.marked_downgrade(pkg)
+                                           or depcache.marked_reinstall(pkg)):
+                repl.append((pkg.name, pkg.current_ver.ver_str, self._planned(depcache, pkg)))
+            elif depcache.marked_delete(pkg):
+                gone.append(PlannedPackage(pkg.name, pkg.current_ver.ver_str, pkg.current_ver.arch, 0))
+        debs = tuple(sorted((d.name, d.sha256) for d in (*local, *replace)))
+        return Plan(tuple(sorted(install, key=str)), tuple(sorted(repl, key=lambda r: r[0])),
+                    tuple(sorted(gone, key=str)), tuple(sorted(inactive)), debs)
+
+    @staticmethod
+    def _planned(depcache: apt_pkg.DepCache, pkg: apt_pkg.Package) -> PlannedPackage:
+        ver = depcache.get_candidate_ver(pkg)
+        return PlannedPackage(pkg.name, ver.ver_str, ver.arch, ver.size)
+
+    @staticmethod
+    def _check_base(cache: apt_pkg.Cache, depcache: apt_pkg.DepCache, base: dict[str, str], removals: set[str],
+                    replaced: set[str], targets: Sequence[apt_pkg.Package]) -> None:
+        """Base packages change only when an override says so; otherwise name the culprit."""
+        for pkg in cache.packages:
+            if pkg.current_ver is None or pkg.name in removals or pkg.name in replaced:
+                continue
+            changed = depcache.marked_delete(pkg) or depcache.marked_upgrade(pkg) or depcache.marked_downgrade(pkg)
+            if changed or depcache.is_inst_broken(pkg):
+                verb = "remove" if depcache.marked_delete(pkg) or depcache.is_inst_broken(pkg) else "replace"
+                culprit = _culprit(depcache, targets, pkg.name)
+                raise LayeringError(
+                    f"{culprit or 'the request'} would {verb} base package {pkg.name} {base[pkg.name]}",
+                    hint=(f"allow it with: apt-ostree override remove {pkg.name}" if verb == "remove" else
+                          f"allow it with: apt-ostree override replace ./{pkg.name}_VERSION.deb"))
+        broken = [p.name for p in cache.packages if depcache.is_inst_broken(p) or depcache.is_now_broken(p)]
+        if broken or depcache.broken_count:
+            details = []
+            for pkg in targets:
+                ver = depcache.get_candidate_ver(pkg)
+                for kind in ("PreDepends", "Depends"):
+                    for group in (ver.depends_list.get(kind, []) if ver else []):
+                        if not any(_satisfiable(depcache, d) for d in group):
+                            details.append(f"{pkg.name} {kind} {' | '.join(d.target_pkg.name for d in group)}")
+            raise LayeringError("cannot resolve the requested packages: "
+                                + ("; ".join(details) if details else f"broken: {', '.join(broken[:5])}"))
+
+    # ------------------------------------------------------------ download
+    def download(self, progress: Progress) -> list[Path]:
+        cache, depcache = self._open()
+        fetcher = apt_pkg.Acquire(_AcquireProgress(progress))
+        pm = apt_pkg.PackageManager(depcache)
+        sources = apt_pkg.SourceList()
+        sources.read_main_list()
+        try:
+            pm.get_archives(fetcher, sources, apt_pkg.PackageRecords(cache))
+        except SystemError as e:
+            raise AptError(f"cannot download packages: {str(e).strip()}") from None
+        if fetcher.items:
+            progress.step(f"Downloading {len(fetcher.items)} packages")
+            result = fetcher.run()
+            failed = [item for item in fetcher.items if item.status != item.STAT_DONE]
+            if result != fetcher.RESULT_CONTINUE or failed:
+                item = failed[0] if failed else None
+                raise AptError(f"download failed: {item.desc_uri if item else ''} {item.error_text if item else ''}"
+                               .strip(), hint="check the network, or apt-ostree refresh-md")
+        self._pm = pm
+        return [Path(item.destfile) for item in fetcher.items]
+
+    # ------------------------------------------------------------ install
+    def install(self, dpkg_wrapper: Path, log: Path, progress: Progress) -> None:
+        """Run dpkg (through ``dpkg_wrapper``) in APT's order; LayeringError names the failing package."""
+        apt_pkg.config.set("Dir::Bin::dpkg", str(dpkg_wrapper))
+        apt_pkg.config.set("DPkg::Options::", "--force-confdef")
+        apt_pkg.config.set("DPkg::Options::", "--force-confold")
+        pm = self._pm
+        read_fd, write_fd = os.pipe()
+        reader = threading.Thread(target=_status_reader, args=(read_fd, progress), daemon=True)
+        reader.start()
+        try:
+            with _stdout_to(log):
+                result = pm.do_install(write_fd)
+        finally:
+            os.close(write_fd)
+            reader.join(timeout=10)
+        if result != pm.RESULT_COMPLETED:
+            raise _dpkg_failure(log)
+
+
+def _satisfiable(depcache: apt_pkg.DepCache, dep: apt_pkg.Dependency) -> bool:
+    return bool(dep.all_targets()) or bool(dep.target_pkg.has_provides)
+
+
+def _culprit(depcache: apt_pkg.DepCache, targets: Sequence[apt_pkg.Package], base_name: str) -> str | None:
+    for pkg in targets:
+        ver = depcache.get_candidate_ver(pkg)
+        if ver is None:
+            continue
+        for kind in ("Conflicts", "Breaks"):
+            for group in ver.depends_list.get(kind, []):
+                if any(d.target_pkg.name == base_name for d in group):
+                    return f"{pkg.name} ({kind} {base_name})"
+    return None
+
+
+def _source_failure(text: str) -> str:
+    lines = [ln.strip() for ln in text.replace(", E:", "\nE:").replace(", W:", "\nW:").splitlines() if ln.strip()]
+    for pattern in ("NO_PUBKEY", "not signed", "is not signed", "BADSIG", "EXPKEYSIG"):
+        for ln in lines:
+            if pattern in ln:
+                return "APT source is not signed by a trusted key: " + ln.removeprefix("E:").removeprefix("W:").strip()
+    return "cannot update the package lists: " + (lines[0].removeprefix("E:").strip() if lines else text)
+
+
+def _dpkg_failure(log: Path) -> LayeringError:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    lines = text.splitlines()
+    for i, ln in enumerate(lines):
+        if ln.startswith("dpkg: error processing package") or "subprocess returned error exit status" in ln:
+            what = ln.removeprefix("dpkg: ").strip()
+            for follow in lines[i:i + 3]:
+                if "script subprocess returned error" in follow:
+                    what = f"{ln.removeprefix('dpkg: error processing package ').rstrip(':')}: {follow.strip()}"
+                    break
+            return LayeringError(f"dpkg failed: {what}", hint="\n".join(lines[max(0, i - 20):i + 3]))
+    return LayeringError("dpkg failed", hint="\n".join(lines[-25:]))
+
+
+def _status_reader(fd: int, progress: Progress) -> None:
+    with os.fdopen(fd, "r", errors="replace") as stream:
+        for line in stream:
+            parts = line.rstrip("\n").split(":", 3)
+            if len(parts) == 4 and parts[0] == "pmstatus":
+                progress.message(f"[{float(parts[2]):3.0f}%] {parts[3]}")
+            elif len(parts) == 4 and parts[0] == "pmerror":
+                progress.message(f"error: {parts[1]}: {parts[3]}")
+
+
+@contextmanager
+def _stdout_to(log: Path) -> Iterator[None]:
+    """APT and dpkg write to fds 1 and 2: send them to the log while dpkg runs."""
+    saved = [os.dup(1), os.dup(2)]
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (*saved, fd):
+            os.close(f)
+
+
+class _AcquireProgress(apt.progress.base.AcquireProgress):  # type: ignore[misc]
+    """apt_pkg's acquire callbacks to our Progress (a bar on a terminal, quiet otherwise)."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def pulse(self, owner: apt_pkg.Acquire) -> bool:
+        if self.total_bytes:
+            self.progress.download(int(self.current_bytes), int(self.total_bytes))
+        return not self.progress.cancelled
+
+    def stop(self) -> None:
+        if self.total_bytes:
+            self.progress.download(int(self.total_bytes), int(self.total_bytes))

@@ -1,0 +1,152 @@
+"""The origin of a deployment: which base it follows and what is layered on it.
+
+The origin file (``/ostree/deploy/OS/deploy/CSUM.N.origin``) uses rpm-ostree's
+keys, so tools that read rpm-ostree origins understand ours:
+
+    [origin]    refspec=REMOTE:REF          (no client-side changes)
+                baserefspec=REMOTE:REF      (instead of refspec when something is layered)
+    [packages]  requested=htop;vim;         (names or name=version)
+                requested-local=SHA256:NAME;
+    [overrides] remove=nano;
+                replace-local=SHA256:NAME;
+
+An :class:`Origin` is the client-side half of a treefile: the base is a commit
+instead of a package list, and ``requested`` is the treefile's ``packages``.
+Names are validated with the treefile's rules before anything is changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from gi.repository import GLib
+
+from apt_ostree.core.treefile import PACKAGE_RE
+from apt_ostree.errors import UsageError
+
+LOCAL_RE = re.compile(r"^[0-9a-f]{64}:[a-z0-9][a-z0-9+.-]+$")
+# Keys of other groups are kept as they are (e.g. libostree's [origin] unlocked).
+OWN_KEYS = {("origin", "refspec"), ("origin", "baserefspec"), ("packages", "requested"),
+            ("packages", "requested-local"), ("overrides", "remove"), ("overrides", "replace-local")}
+
+
+def check_package_name(name: str, what: str = "package") -> str:
+    if not PACKAGE_RE.match(name):
+        raise UsageError(f"not a Debian {what} name: {name!r}", hint="expected NAME or NAME=VERSION")
+    return name
+
+
+def _uniq(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(dict.fromkeys(items)))
+
+
+@dataclass(frozen=True)
+class LocalPackage:
+    """A .deb given by path, remembered by content: ``SHA256:NAME``."""
+
+    sha256: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> LocalPackage:
+        if not LOCAL_RE.match(text):
+            raise UsageError(f"not a local package reference: {text!r}", hint="expected SHA256:NAME")
+        sha, name = text.split(":", 1)
+        return cls(sha, name)
+
+    def __str__(self) -> str:
+        return f"{self.sha256}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    refspec: str
+    requested: tuple[str, ...] = ()
+    requested_local: tuple[LocalPackage, ...] = ()
+    override_remove: tuple[str, ...] = ()
+    override_replace_local: tuple[LocalPackage, ...] = ()
+    extra: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)  # (group, key, value) kept verbatim
+
+    def __post_init__(self) -> None:
+        for name in (*self.requested, *self.override_remove):
+            check_package_name(name)
+
+    @property
+    def layered(self) -> bool:
+        """Does the deployment need a client-side commit (anything beyond the base)?"""
+        return bool(self.requested or self.requested_local or self.override_remove or self.override_replace_local)
+
+    @property
+    def requested_names(self) -> tuple[str, ...]:
+        return tuple(r.partition("=")[0] for r in self.requested)
+
+    def with_changes(self, *, install: Iterable[str] = (), uninstall: Iterable[str] = (),
+                     install_local: Iterable[LocalPackage] = (), remove: Iterable[str] = (),
+                     reset: Iterable[str] = (), replace_local: Iterable[LocalPackage] = (),
+                     refspec: str | None = None) -> Origin:
+        """A new origin with requests added and removed (names compared without ``=version``)."""
+        gone = set(uninstall)
+        requested = [r for r in self.requested if r.partition("=")[0] not in gone and r not in gone]
+        for item in install:  # a new name=version replaces an older request for the same name
+            name = item.partition("=")[0]
+            requested = [r for r in requested if r.partition("=")[0] != name] + [item]
+        local = [p for p in self.requested_local if p.name not in gone] + list(install_local)
+        reset_set = set(reset)
+        removals = [p for p in self.override_remove if p not in reset_set] + list(remove)
+        replaced = [p for p in self.override_replace_local if p.name not in reset_set] + list(replace_local)
+        return replace(self, refspec=refspec or self.refspec, requested=_uniq(requested),
+                       requested_local=tuple(sorted(set(local), key=str)),
+                       override_remove=_uniq(removals),
+                       override_replace_local=tuple(sorted(set(replaced), key=str)))
+
+    # ------------------------------------------------------------ keyfile
+    @classmethod
+    def from_keyfile(cls, keyfile: GLib.KeyFile) -> Origin:
+        def get(group: str, key: str) -> str | None:
+            try:
+                return str(keyfile.get_string(group, key))
+            except GLib.Error:
+                return None
+
+        def get_list(group: str, key: str) -> list[str]:
+            value = get(group, key)
+            return [v for v in (value or "").split(";") if v]
+
+        refspec = get("origin", "baserefspec") or get("origin", "refspec") or ""
+        extra = []
+        for group in keyfile.get_groups()[0]:
+            for key in keyfile.get_keys(group)[0]:
+                if (group, key) not in OWN_KEYS:
+                    extra.append((group, key, str(keyfile.get_value(group, key))))
+        try:
+            return cls(refspec=refspec,
+                       requested=_uniq(get_list("packages", "requested")),
+                       requested_local=tuple(LocalPackage.parse(v) for v in get_list("packages", "requested-local")),
+                       override_remove=_uniq(get_list("overrides", "remove")),
+                       override_replace_local=tuple(LocalPackage.parse(v)
+                                                    for v in get_list("overrides", "replace-local")),
+                       extra=tuple(extra))
+        except UsageError as e:
+            raise UsageError(f"invalid origin file: {e.message}", hint=e.hint) from None
+
+    def to_keyfile(self) -> GLib.KeyFile:
+        kf = GLib.KeyFile()
+        for group, key, value in self.extra:
+            kf.set_value(group, key, value)
+        kf.set_string("origin", "baserefspec" if self.layered else "refspec", self.refspec)
+
+        def put(group: str, key: str, values: Iterable[object]) -> None:
+            items = [str(v) for v in values]
+            if items:
+                kf.set_string(group, key, "".join(f"{v};" for v in items))
+
+        put("packages", "requested", self.requested)
+        put("packages", "requested-local", self.requested_local)
+        put("overrides", "remove", self.override_remove)
+        put("overrides", "replace-local", self.override_replace_local)
+        return kf
+
+    def to_text(self) -> str:
+        return str(self.to_keyfile().to_data()[0])
