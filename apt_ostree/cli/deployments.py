@@ -10,8 +10,10 @@ from collections.abc import Callable
 
 from apt_ostree.cli.common import diff_lines, out, progress_for
 from apt_ostree.cli.status import EXIT_UNCHANGED, add_sysroot_arg
-from apt_ostree.core import deploy
-from apt_ostree.core.pkgdb import PackageDiff
+from apt_ostree.core import deploy, layering, packages
+from apt_ostree.core.layer_apt import read_local_deb
+from apt_ostree.core.origin import Origin
+from apt_ostree.core.pkgdb import PackageDiff, commit_packages
 from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
 from apt_ostree.errors import RepoError, UsageError
 from apt_ostree.run import run
@@ -79,6 +81,24 @@ def _common(p: argparse.ArgumentParser, downgrade: bool = False) -> None:
     p.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed")
     if downgrade:
         p.add_argument("--allow-downgrade", action="store_true", help="allow an older commit")
+    p.add_argument("--install", action="append", default=[], metavar="PACKAGE",
+                   help="also layer PACKAGE on the new deployment")
+    p.add_argument("--uninstall", action="append", default=[], metavar="PACKAGE",
+                   help="also remove the layered PACKAGE")
+
+
+def _changed_origin(args: argparse.Namespace, sysroot: Sysroot) -> Origin | None:
+    """The origin with upgrade/rebase's --install/--uninstall applied (None: unchanged)."""
+    if not (args.install or args.uninstall):
+        return None
+    merge = sysroot.merge_deployment()
+    repo = sysroot.repo()
+    base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, merge.checksum))}
+    origin, files = packages.new_origin(merge, base_names, packages.Request(install=tuple(args.install),
+                                                                            uninstall=tuple(args.uninstall)))
+    if files:
+        layering.open_apt(sysroot.path, merge.osname, merge.path).keep_local([read_local_deb(f) for f in files])
+    return origin
 
 
 def _open(args: argparse.Namespace) -> Sysroot:
@@ -91,7 +111,7 @@ def _print_diff(diff: PackageDiff | None) -> None:
             out(line)
 
 
-def _finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
+def finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
     if deployment is not None:
         how = "Staged" if deployment.staged else "Deployed"
         out(f"{how}: {deployment.id}")
@@ -104,7 +124,7 @@ def _finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment |
     return 0
 
 
-def _unchanged(args: argparse.Namespace, message: str) -> int:
+def unchanged(args: argparse.Namespace, message: str) -> int:
     out(message)
     return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
 
@@ -114,38 +134,40 @@ def run_upgrade(args: argparse.Namespace) -> int:
     with sysroot.locked():
         change = deploy.upgrade(sysroot, progress_for(args), check=args.check, preview=args.preview,
                                 download_only=args.download_only, cache_only=args.cache_only,
-                                allow_downgrade=args.allow_downgrade, lock_finalization=args.lock_finalization)
+                                allow_downgrade=args.allow_downgrade, lock_finalization=args.lock_finalization,
+                                origin=_changed_origin(args, sysroot))
     if not change.changed:
-        return _unchanged(args, "No upgrade available.")
+        return unchanged(args, "No upgrade available.")
     out(f"{'Available' if args.check or args.preview else 'New'} commit: {change.checksum}"
         + (f" (version {change.version})" if change.version else ""))
     if args.preview or not (args.check or args.download_only):
         _print_diff(change.diff)
     if args.check or args.preview or args.download_only:
         return 0
-    return _finish(args, sysroot, change.deployment)
+    return finish(args, sysroot, change.deployment)
 
 
 def run_deploy(args: argparse.Namespace) -> int:
     return _deploy_verb(args, lambda s: deploy.deploy_revision(
-        s, args.revision, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization),
+        s, args.revision, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
+        origin=_changed_origin(args, s)),
         "Already deployed")
 
 
 def run_rebase(args: argparse.Namespace) -> int:
     return _deploy_verb(args, lambda s: deploy.rebase(
-        s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization),
-        f"Already on {args.refspec}")
+        s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
+        origin=_changed_origin(args, s)), f"Already on {args.refspec}")
 
 
-def _deploy_verb(args: argparse.Namespace, operation: Callable[[Sysroot], deploy.Change], unchanged: str) -> int:
+def _deploy_verb(args: argparse.Namespace, operation: Callable[[Sysroot], deploy.Change], message: str) -> int:
     sysroot = _open(args)
     with sysroot.locked():
         change = operation(sysroot)
     if not change.changed:
-        return _unchanged(args, f"{unchanged}: {change.checksum}")
+        return unchanged(args, f"{message}: {change.checksum}")
     _print_diff(change.diff)
-    return _finish(args, sysroot, change.deployment)
+    return finish(args, sysroot, change.deployment)
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -153,7 +175,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     with sysroot.locked():
         target = deploy.rollback(sysroot)
     out(f"Moving '{target.id}' to be first deployment")
-    return _finish(args, sysroot, None)
+    return finish(args, sysroot, None)
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
@@ -188,11 +210,11 @@ def run_kargs(args: argparse.Namespace) -> int:
     if args.editor:
         new = _edit(new)
     if new == base.kargs.split():
-        return _unchanged(args, "Kernel arguments unchanged.")
+        return unchanged(args, "Kernel arguments unchanged.")
     with sysroot.locked():
         deployment = deploy.set_kargs(sysroot, new, args.deploy_index, progress_for(args), args.lock_finalization)
     out("Kernel arguments updated.")
-    return _finish(args, sysroot, deployment)
+    return finish(args, sysroot, deployment)
 
 
 def _edit(kargs: list[str]) -> list[str]:

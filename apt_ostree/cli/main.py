@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from apt_ostree import __version__
-from apt_ostree.cli import compose, db, deployments, status
-from apt_ostree.errors import AptOstreeError, Cancelled
+from apt_ostree.cli import compose, db, deployments, packages, status
+from apt_ostree.errors import AptOstreeError, Cancelled, LayeringError
 
 EXIT_UNCHANGED = 77
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     status.register(sub)
     deployments.register(sub)
+    packages.register(sub)
     compose.register(sub)
     db.register(sub)
     return parser
@@ -48,8 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {e.message}", file=sys.stderr)
-        if e.hint and args.verbose:
-            print(e.hint, file=sys.stderr)
+        if e.hint and "\n" not in e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        elif e.hint and (args.verbose or isinstance(e, LayeringError)):
+            print("".join(f"  | {line}\n" for line in e.hint.splitlines()[-25:]), end="", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -13,6 +13,9 @@ from apt_ostree.core.status import pending, status_json
 from apt_ostree.core.sysroot import Sysroot
 
 EXIT_UNCHANGED = 77
+LAYER_ROWS = (("base-removals", "RemovedBasePackages"), ("base-local-replacements", "ReplacedBasePackages"),
+              ("packages", "LayeredPackages"), ("requested-local-packages", "LocalPackages"),
+              ("inactive-requests", "InactiveRequests"))
 
 
 def add_sysroot_arg(p: argparse.ArgumentParser) -> None:
@@ -43,11 +46,23 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
             rows.append(("Version", f"{d['version']} ({_when(d['timestamp'])})"))
         else:
             rows.append(("Timestamp", _when(d["timestamp"])))
+        if d.get("base-checksum"):
+            rows.append(("BaseCommit", d["base-checksum"]))
         rows.append(("Commit", d["checksum"]))
         if d["staged"]:
             rows.append(("Staged", "yes" + (" (finalization locked)" if d["finalization-locked"] else "")))
         if d["pinned"]:
             rows.append(("Pinned", "yes"))
+        for key, title in LAYER_ROWS:
+            values = d.get(key) or []
+            if values:
+                if key == "base-removals":
+                    text = ", ".join(" ".join(v.split()[:2]) for v in values)
+                elif key == "base-local-replacements":
+                    text = ", ".join(f"{n} {old} -> {new}" for n, old, new, _ in values)
+                else:
+                    text = " ".join(values)
+                rows.append((title, text))
         if verbose:
             rows += [("StateRoot", d["osname"]), ("Deployment", d["id"]), ("Kernel arguments", d["kernel-arguments"])]
         lines += [f"{k:>26}: {v}" for k, v in rows]

@@ -236,6 +236,7 @@ def postprocess_tree(treefile: Treefile, root: Path, env: dict[str, str], progre
     progress.step("Converting to the OSTree layout")
     layout.clean_host_leftovers(root, treefile.machineid_compat)
     layout.add_ssh_keygen(root)
+    layout.write_sysusers(root)
     state_lines = layout.move_package_state(root)
     var_lines, dropped = layout.convert_var(root)
     if dropped:

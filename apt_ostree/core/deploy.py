@@ -12,6 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from apt_ostree.core import layering
+from apt_ostree.core.layer_apt import Plan
+from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import CommitInfo, Repo
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages, diff_packages
 from apt_ostree.core.sysroot import Deployment, Sysroot
@@ -49,12 +52,63 @@ class Change:
     version: str | None = None
     diff: PackageDiff | None = None
     deployment: Deployment | None = None
+    plan: Plan | None = None
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How layered packages are (re)applied when a deployment is made."""
+
+    cache_only: bool = False
+    allow_inactive: bool = False
+    dry_run: bool = False
+    download_only: bool = False
+    lock_finalization: bool = False
 
 
 def _origin(merge: Deployment) -> Refspec:
     if not merge.origin_refspec:
         raise RepoError(f"deployment {merge.id} has no origin refspec", hint="use rebase REMOTE:REF")
     return Refspec.parse(merge.origin_refspec)
+
+
+def origin_of(merge: Deployment) -> Origin:
+    if merge.origin is None:
+        raise RepoError(f"deployment {merge.id} has no valid origin file", hint="use rebase REMOTE:REF")
+    return merge.origin
+
+
+def _existing_layers(sysroot: Sysroot, repo: Repo) -> dict[str, str]:
+    """fingerprint -> commit of the layered commits deployed now (an unchanged rebuild reuses them)."""
+    out = {}
+    for d in sysroot.deployments():
+        try:
+            meta = repo.commit(d.checksum).metadata
+        except RepoError:
+            continue
+        if layering.KEY_FINGERPRINT in meta:
+            out[str(meta[layering.KEY_FINGERPRINT])] = d.checksum
+    return out
+
+
+def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin, progress: Progress,
+                 opts: LayerOptions) -> tuple[str | None, Plan | None]:
+    """The commit to deploy for ``origin`` on ``base``: the base itself, or a layered commit
+    (None with a plan for dry runs and downloads)."""
+    if not origin.layered:
+        return base, None
+    repo = sysroot.repo()
+    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+    result = layering.build(repo, apt, base, origin, progress, cache_only=opts.cache_only,
+                            allow_inactive=opts.allow_inactive, dry_run=opts.dry_run,
+                            download_only=opts.download_only, reuse=_existing_layers(sysroot, repo))
+    return result.checksum, result.plan
+
+
+def _pending(sysroot: Sysroot) -> Deployment | None:
+    if not sysroot.is_booted:
+        return None
+    return next((d for d in sysroot.deployments() if d.index == 0 and not d.booted), None)
 
 
 def fetch(repo: Repo, refspec: Refspec, progress: Progress, *, cache_only: bool = False,
@@ -81,27 +135,42 @@ def _package_diff(repo: Repo, old: str, new: str) -> PackageDiff | None:
 
 def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, preview: bool = False,
             download_only: bool = False, cache_only: bool = False, allow_downgrade: bool = False,
-            lock_finalization: bool = False) -> Change:
+            lock_finalization: bool = False, origin: Origin | None = None,
+            layer_opts: LayerOptions | None = None) -> Change:
+    """Pull the origin's newest base and re-apply the layered packages on it (``origin``: the
+    merge deployment's, or a changed one for ``upgrade --install``)."""
     merge = sysroot.merge_deployment()
     refspec = _origin(merge)
+    origin = origin or origin_of(merge)
+    opts = layer_opts or LayerOptions(cache_only=cache_only, lock_finalization=lock_finalization)
     repo = sysroot.repo()
-    new = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
-    pending = next((d for d in sysroot.deployments() if d.index == 0 and not d.booted), None) \
-        if sysroot.is_booted else None
-    if new == merge.checksum or (pending is not None and pending.checksum == new):
-        return Change(False, new, merge.checksum)
-    new_info = repo.commit(new)
-    old_info = repo.commit(merge.checksum)
+    new_base = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
+    old_base = layering.base_of(repo, merge.checksum)
+    pending = _pending(sysroot)
+    if not origin.layered and origin == origin_of(merge) and (
+            new_base == merge.checksum or (pending is not None and pending.checksum == new_base)):
+        return Change(False, new_base, merge.checksum)
+    new_info = repo.commit(new_base)
+    old_info = repo.commit(old_base)
     if new_info.timestamp < old_info.timestamp and not allow_downgrade:
-        raise RepoError(f"{refspec} points to {new[:12]}, which is older than the deployed {merge.checksum[:12]}",
+        raise RepoError(f"{refspec} points to {new_base[:12]}, which is older than the deployed {old_base[:12]}",
                         hint="pass --allow-downgrade to deploy it anyway")
-    diff = _package_diff(repo, merge.checksum, new)
     version = new_info.metadata.get("version")
-    if check or preview or download_only:
-        return Change(True, new, merge.checksum, version, diff)
-    progress.step(f"Deploying {new[:12]}")
-    deployment = sysroot.deploy(merge.osname, new, str(refspec), None, merge, lock_finalization)
-    return Change(True, new, merge.checksum, version, diff, deployment)
+    if check or preview:
+        changed = new_base != old_base
+        return Change(changed, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base))
+    target, plan = build_target(sysroot, merge, new_base, origin, progress,
+                                LayerOptions(cache_only=opts.cache_only, allow_inactive=True,
+                                             download_only=download_only or opts.download_only))
+    if target is None or download_only:
+        return Change(True, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
+    same_target = target == merge.checksum or (pending is not None and pending.checksum == target)
+    if origin == origin_of(merge) and same_target:
+        return Change(False, target, merge.checksum, plan=plan)
+    diff = _package_diff(repo, merge.checksum, target)
+    progress.step(f"Deploying {target[:12]}")
+    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, lock_finalization or opts.lock_finalization)
+    return Change(True, target, merge.checksum, version, diff, deployment, plan)
 
 
 def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Progress, cache_only: bool) -> str:
@@ -125,12 +194,12 @@ def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Prog
 
 
 def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cache_only: bool = False,
-                    lock_finalization: bool = False) -> Change:
+                    lock_finalization: bool = False, origin: Origin | None = None) -> Change:
     merge = sysroot.merge_deployment()
     refspec = _origin(merge)
     repo = sysroot.repo()
     checksum = resolve_revision(repo, refspec, revision, progress, cache_only)
-    if checksum == merge.checksum:
+    if checksum == layering.base_of(repo, merge.checksum) and (origin is None or origin == origin_of(merge)):
         return Change(False, checksum, merge.checksum)
     if refspec.remote is not None and not cache_only:
         progress.step(f"Pulling {checksum[:12]}")
@@ -139,14 +208,18 @@ def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cach
         info = repo.commit(checksum)
     except RepoError:
         raise RepoError(f"unknown revision {revision!r} for {refspec}") from None
-    diff = _package_diff(repo, merge.checksum, checksum)
-    progress.step(f"Deploying {checksum[:12]}")
-    deployment = sysroot.deploy(merge.osname, checksum, str(refspec), None, merge, lock_finalization)
-    return Change(True, checksum, merge.checksum, info.metadata.get("version"), diff, deployment)
+    origin = origin or origin_of(merge)
+    target, plan = build_target(sysroot, merge, checksum, origin, progress,
+                                LayerOptions(cache_only=cache_only, allow_inactive=True))
+    assert target is not None
+    diff = _package_diff(repo, merge.checksum, target)
+    progress.step(f"Deploying {target[:12]}")
+    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, lock_finalization)
+    return Change(True, target, merge.checksum, info.metadata.get("version"), diff, deployment, plan)
 
 
 def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: bool = False,
-           lock_finalization: bool = False) -> Change:
+           lock_finalization: bool = False, origin: Origin | None = None) -> Change:
     merge = sysroot.merge_deployment()
     old = _origin(merge)
     new_spec = Refspec.parse(target)
@@ -155,12 +228,16 @@ def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: boo
         new_spec = Refspec(old.remote, target)  # rpm-ostree: a bare REF keeps the current remote
     repo = sysroot.repo()
     checksum = fetch(repo, new_spec, progress, cache_only=cache_only)
-    if checksum == merge.checksum and str(new_spec) == str(old):
+    if checksum == layering.base_of(repo, merge.checksum) and str(new_spec) == str(old):
         return Change(False, checksum, merge.checksum)
-    diff = _package_diff(repo, merge.checksum, checksum)
-    progress.step(f"Deploying {new_spec} ({checksum[:12]})")
-    deployment = sysroot.deploy(merge.osname, checksum, str(new_spec), None, merge, lock_finalization)
-    return Change(True, checksum, merge.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment)
+    new_origin = (origin or origin_of(merge)).with_changes(refspec=str(new_spec))
+    built, plan = build_target(sysroot, merge, checksum, new_origin, progress,
+                               LayerOptions(cache_only=cache_only, allow_inactive=True))
+    assert built is not None
+    diff = _package_diff(repo, merge.checksum, built)
+    progress.step(f"Deploying {new_spec} ({built[:12]})")
+    deployment = sysroot.deploy(merge.osname, built, new_origin, None, merge, lock_finalization)
+    return Change(True, built, merge.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment, plan)
 
 
 def rollback(sysroot: Sysroot) -> Deployment:
@@ -258,5 +335,4 @@ def set_kargs(sysroot: Sysroot, new: Sequence[str], deploy_index: int | None, pr
     else:
         base = sysroot.merge_deployment()
     progress.step("Deploying with the new kernel arguments")
-    return sysroot.deploy(base.osname, base.checksum, base.origin_refspec or base.checksum, list(new), base,
-                          lock_finalization)
+    return sysroot.deploy(base.osname, base.checksum, origin_of(base), list(new), base, lock_finalization)

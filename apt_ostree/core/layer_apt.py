@@ -136,13 +136,16 @@ class LayerApt:
 
     # ------------------------------------------------------------ configuration
     def sources(self) -> tuple[AptRepo, ...]:
-        repos = host_sources(self.deploy_root)
-        if self.deploy_root == Path("/"):
-            return repos
-        # Signed-By paths are the deployment's own files.
-        return tuple(AptRepo(r.uris, r.suites, r.components,
-                             self.deploy_root / str(r.signed_by).lstrip("/") if r.signed_by else None)
-                     for r in repos)
+        """The deployment's sources: Signed-By paths are its own files, and file: repositories
+        are read with copy: (dpkg in the sandbox sees only the archives directory)."""
+        out = []
+        for r in host_sources(self.deploy_root):
+            signed = r.signed_by
+            if signed is not None and self.deploy_root != Path("/"):
+                signed = self.deploy_root / str(signed).lstrip("/")
+            uris = tuple("copy:" + u.removeprefix("file:") if u.startswith("file:") else u for u in r.uris)
+            out.append(AptRepo(uris, r.suites, r.components, signed))
+        return tuple(out)
 
     def configure(self, status: Path | None = None, local: Sequence[LocalDeb] = ()) -> None:
         """Point apt_pkg at the deployment's configuration and our state directories."""
@@ -150,7 +153,7 @@ class LayerApt:
             d.mkdir(parents=True, exist_ok=True)
         sources = sources_list_text(self.sources())
         if local:
-            sources += f"deb [trusted=yes] file:{self._local_repo(local)} ./\n"
+            sources += f"deb [trusted=yes] copy:{self._local_repo(local)} ./\n"
         (self.work / "sources.list").write_text(sources)
         if status is None:
             status = self.work / "status"
@@ -192,16 +195,23 @@ class LayerApt:
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         stanzas = []
+        self.keep_local(debs)
         for deb in debs:
             kept = self.local_dir / f"{deb.sha256}.deb"
-            if not kept.exists():
-                shutil.copyfile(deb.path, kept.with_suffix(".partial"))
-                kept.with_suffix(".partial").rename(kept)
             os.link(kept, repo / f"{deb.name}_{deb.sha256[:12]}.deb")
             stanzas.append(_packages_stanza(LocalDeb(kept, deb.name, deb.version, deb.arch, deb.sha256),
                                             f"./{deb.name}_{deb.sha256[:12]}.deb"))
         (repo / "Packages").write_text("".join(stanzas))
         return repo
+
+    def keep_local(self, debs: Sequence[LocalDeb]) -> None:
+        """Copy local .debs into the stateroot's cache, named by hash (re-applied on upgrades)."""
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        for deb in debs:
+            kept = self.local_dir / f"{deb.sha256}.deb"
+            if not kept.exists():
+                shutil.copyfile(deb.path, kept.with_suffix(".partial"))
+                kept.with_suffix(".partial").rename(kept)
 
     def local_deb(self, sha256: str, name: str) -> LocalDeb:
         path = self.local_dir / f"{sha256}.deb"
@@ -228,7 +238,7 @@ class LayerApt:
             sources = apt_pkg.SourceList()
             sources.read_main_list()
             cache = apt_pkg.Cache(None)
-            if not cache.update(_AcquireProgress(progress), sources):
+            if not cache.update(_AcquireProgress(progress), sources, 500000):
                 raise AptError("cannot update the package lists", hint="check the network and /etc/apt/sources.list*")
         except SystemError as e:
             raise AptError(_source_failure(str(e))) from None
@@ -304,7 +314,9 @@ class LayerApt:
             except SystemError:
                 pass
         self._check_base(cache, depcache, base, set(removals), replaced, targets)
-        install, repl, gone = [], [], []
+        install: list[PlannedPackage] = []
+        repl: list[tuple[str, str, PlannedPackage]] = []
+        gone: list[PlannedPackage] = []
         for pkg in cache.packages:
             if depcache.marked_install(pkg) and pkg.current_ver is None:
                 install.append(self._planned(depcache, pkg))
@@ -320,6 +332,7 @@ class LayerApt:
     @staticmethod
     def _planned(depcache: apt_pkg.DepCache, pkg: apt_pkg.Package) -> PlannedPackage:
         ver = depcache.get_candidate_ver(pkg)
+        assert ver is not None
         return PlannedPackage(pkg.name, ver.ver_str, ver.arch, ver.size)
 
     @staticmethod
@@ -337,17 +350,48 @@ class LayerApt:
                     f"{culprit or 'the request'} would {verb} base package {pkg.name} {base[pkg.name]}",
                     hint=(f"allow it with: apt-ostree override remove {pkg.name}" if verb == "remove" else
                           f"allow it with: apt-ostree override replace ./{pkg.name}_VERSION.deb"))
-        broken = [p.name for p in cache.packages if depcache.is_inst_broken(p) or depcache.is_now_broken(p)]
-        if broken or depcache.broken_count:
-            details = []
-            for pkg in targets:
-                ver = depcache.get_candidate_ver(pkg)
-                for kind in ("PreDepends", "Depends"):
-                    for group in (ver.depends_list.get(kind, []) if ver else []):
-                        if not any(_satisfiable(depcache, d) for d in group):
-                            details.append(f"{pkg.name} {kind} {' | '.join(d.target_pkg.name for d in group)}")
-            raise LayeringError("cannot resolve the requested packages: "
-                                + ("; ".join(details) if details else f"broken: {', '.join(broken[:5])}"))
+        missing = [p for p in targets if not (depcache.marked_install(p) or depcache.marked_upgrade(p)
+                                              or depcache.marked_downgrade(p) or depcache.marked_reinstall(p))]
+        broken = [p for p in cache.packages if depcache.marked_install(p) and depcache.is_inst_broken(p)]
+        if missing or broken or depcache.broken_count:
+            details = [d for p in [*missing, *broken] for d in _unmet(depcache, p)]
+            names = ", ".join(p.name for p in [*missing, *broken][:5])
+            raise LayeringError(f"cannot install {names or 'the requested packages'}: "
+                                + ("; ".join(dict.fromkeys(details)) if details else "unresolvable dependencies"),
+                                hint="a newer base may be needed (apt-ostree upgrade), or an override")
+
+    def search(self, queries: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(name, version, summary) of packages whose name or summary contains every word
+        (``name:GLOB`` matches names only)."""
+        import fnmatch
+
+        cache, depcache = self._open()
+        records = apt_pkg.PackageRecords(cache)
+        found = []
+        for pkg in cache.packages:
+            ver = depcache.get_candidate_ver(pkg)
+            if ver is None or not ver.file_list:
+                continue
+            summary = None
+            ok = True
+            for q in queries:
+                if q.startswith("name:"):
+                    ok = fnmatch.fnmatch(pkg.name, q.removeprefix("name:"))
+                elif q.lower() in pkg.name:
+                    ok = True
+                else:
+                    if summary is None:
+                        records.lookup(ver.file_list[0])
+                        summary = records.short_desc or ""
+                    ok = q.lower() in summary.lower()
+                if not ok:
+                    break
+            if ok:
+                if summary is None:
+                    records.lookup(ver.file_list[0])
+                    summary = records.short_desc or ""
+                found.append((pkg.name, ver.ver_str, summary))
+        return sorted(found)
 
     # ------------------------------------------------------------ download
     def download(self, progress: Progress) -> list[Path]:
@@ -377,13 +421,18 @@ class LayerApt:
         apt_pkg.config.set("Dir::Bin::dpkg", str(dpkg_wrapper))
         apt_pkg.config.set("DPkg::Options::", "--force-confdef")
         apt_pkg.config.set("DPkg::Options::", "--force-confold")
+        # .deb paths on the command line (mapped into the sandbox), not a symlink dir in the host's /tmp
+        apt_pkg.config.set("DPkg::Install::Recursive", "false")
+        apt_pkg.config.set("DPkg::Install::Recursive::Force", "true")
         pm = self._pm
         read_fd, write_fd = os.pipe()
         reader = threading.Thread(target=_status_reader, args=(read_fd, progress), daemon=True)
         reader.start()
         try:
             with _stdout_to(log):
-                result = pm.do_install(write_fd)
+                result = pm.do_install(write_fd)  # type: ignore[attr-defined]
+        except apt_pkg.Error:
+            result = pm.RESULT_FAILED
         finally:
             os.close(write_fd)
             reader.join(timeout=10)
@@ -391,8 +440,22 @@ class LayerApt:
             raise _dpkg_failure(log)
 
 
-def _satisfiable(depcache: apt_pkg.DepCache, dep: apt_pkg.Dependency) -> bool:
-    return bool(dep.all_targets()) or bool(dep.target_pkg.has_provides)
+def _unmet(depcache: apt_pkg.DepCache, pkg: apt_pkg.Package) -> list[str]:
+    """``PKG Depends DEP (>= V) (base has V0 / not available)`` for each unsatisfiable dependency."""
+    # (the problem resolver may have dropped the candidate of a package it kept back)
+    ver = depcache.get_candidate_ver(pkg) or (pkg.version_list[0] if pkg.version_list else None)
+    out = []
+    for kind in ("PreDepends", "Depends"):
+        for group in (ver.depends_list.get(kind, []) if ver else []):
+            if any(dep.all_targets() for dep in group):
+                continue
+            parts = []
+            for dep in group:
+                text = dep.target_pkg.name + (f" ({dep.comp_type} {dep.target_ver})" if dep.target_ver else "")
+                current = dep.target_pkg.current_ver
+                parts.append(text + (f", the base has {current.ver_str}" if current else ", not available"))
+            out.append(f"{pkg.name} {kind} {' | '.join(parts)}")
+    return out
 
 
 def _culprit(depcache: apt_pkg.DepCache, targets: Sequence[apt_pkg.Package], base_name: str) -> str | None:

@@ -20,7 +20,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,6 @@ DPKG_ENV = {"DEBIAN_FRONTEND": "noninteractive", "DEBCONF_NONINTERACTIVE_SEEN": 
             "DEBCONF_NOWARNINGS": "yes", "APT_LISTCHANGES_FRONTEND": "none", "SYSTEMD_OFFLINE": "1"}
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 SANDBOX_DEBS = "/run/apt-ostree/archives"
-SANDBOX_LOCAL = "/run/apt-ostree/local"
 LAYER_TMPFILES = "usr/lib/tmpfiles.d/apt-ostree-layer.conf"
 
 
@@ -117,12 +116,15 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
 
 def build(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progress, *,
           cache_only: bool = False, allow_inactive: bool = False, dry_run: bool = False,
-          download_only: bool = False) -> LayerResult:
-    """Resolve, download and (unless ``dry_run``/``download_only``) commit the layered tree."""
+          download_only: bool = False, reuse: Mapping[str, str] | None = None) -> LayerResult:
+    """Resolve, download and (unless ``dry_run``/``download_only``) commit the layered tree.
+    ``reuse`` maps fingerprints to existing layered commits: the same inputs give that commit."""
     p = plan(repo, apt, base, origin, progress, cache_only=cache_only, allow_inactive=allow_inactive)
     fingerprint = p.fingerprint(base)
     if dry_run:
         return LayerResult(p, fingerprint, None)
+    if reuse and fingerprint in reuse and not download_only:
+        return LayerResult(p, fingerprint, reuse[fingerprint])
     apt.download(progress)
     if download_only:
         return LayerResult(p, fingerprint, None)
@@ -177,10 +179,9 @@ def _dpkg_wrapper(path: Path, merged: Path, apt: LayerApt, log: Path) -> Path:
     """The program APT runs as dpkg: the tree's dpkg in the sandbox, .deb paths mapped into it."""
     sandbox = Sandbox(
         rootfs=merged,
-        binds=(Bind(merged / "usr/etc", "/etc"), Bind(apt.archives, SANDBOX_DEBS, readonly=True),
-               Bind(apt.work / "local-repo", SANDBOX_LOCAL, readonly=True)),
+        binds=(Bind(merged / "usr/etc", "/etc"), Bind(apt.archives, SANDBOX_DEBS, readonly=True)),
         capabilities=DPKG_CAPS, env=DPKG_ENV)
-    archives, local = str(apt.archives), str(apt.work / "local-repo")
+    archives = str(apt.archives)
     script = f"""#!/bin/sh
 # apt-ostree: APT's dpkg, run inside the layering sandbox
 n=$#
@@ -188,7 +189,6 @@ while [ "$n" -gt 0 ]; do
     a=$1; shift
     case $a in
         {shlex.quote(archives)}/*) a={SANDBOX_DEBS}/${{a#{shlex.quote(archives)}/}} ;;
-        {shlex.quote(local)}/*) a={SANDBOX_LOCAL}/${{a#{shlex.quote(local)}/}} ;;
     esac
     set -- "$@" "$a"; n=$((n - 1))
 done
@@ -204,7 +204,6 @@ def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan,
                   progress: Progress) -> str:
     progress.step("Checking out the base")
     lower = _lower(repo, base)
-    (apt.work / "local-repo").mkdir(parents=True, exist_ok=True)
     log = apt.work / "dpkg.log"
     log.unlink(missing_ok=True)
     with _overlay(repo, lower) as (merged, upper):

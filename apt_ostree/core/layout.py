@@ -225,7 +225,7 @@ def make_toplevel_links(root: Path) -> list[str]:
 def move_opt(root: Path) -> list[str]:
     """Package content in /opt (really /var/opt: /opt is a symlink) moves to /usr/lib/opt,
     with a tmpfiles.d symlink at /var/opt/NAME, as rpm-ostree does."""
-    lines = []
+    lines: list[str] = []
     var_opt = root / "var/opt"
     if not var_opt.is_dir():
         return lines

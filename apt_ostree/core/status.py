@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from apt_ostree.core import layering
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
 from apt_ostree.errors import RepoError
 
 
+def _layer_json(repo: Repo, d: Deployment, meta: Mapping[str, Any]) -> dict[str, Any]:
+    origin = d.origin
+    requested = list(origin.requested) if origin else []
+    inactive = [str(x) for x in meta.get(layering.KEY_INACTIVE, [])]
+    out: dict[str, Any] = {
+        "requested-packages": requested,
+        "requested-local-packages": [p.name for p in origin.requested_local] if origin else [],
+        "requested-base-removals": list(origin.override_remove) if origin else [],
+        "requested-base-local-replacements": [p.name for p in origin.override_replace_local] if origin else [],
+        "packages": [r for r in requested if r.partition("=")[0] not in inactive],
+        "base-removals": [f"{n} {v} {a}" for n, v, a in meta.get(layering.KEY_REMOVED, [])],
+        "base-local-replacements": [[n, old, new, a] for n, old, new, a in meta.get(layering.KEY_REPLACED, [])],
+        "inactive-requests": inactive,
+        "layered-dependencies": [f"{n} {v} {a}" for n, v, a in meta.get(layering.KEY_LAYERED, [])],
+    }
+    base = meta.get(layering.KEY_BASE)
+    if meta.get(layering.KEY_CLIENTLAYER) and base:
+        out["base-checksum"] = base
+        try:
+            info = repo.commit(str(base))
+            out["base-version"], out["base-timestamp"] = info.metadata.get("version"), info.timestamp
+        except RepoError:
+            out["base-version"], out["base-timestamp"] = None, None
+    return out
+
+
 def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
     try:
         info = repo.commit(d.checksum)
-        version, timestamp = info.metadata.get("version"), info.timestamp
+        version, timestamp, meta = info.metadata.get("version"), info.timestamp, info.metadata
     except RepoError:
-        version, timestamp = None, 0
+        version, timestamp, meta = None, 0, {}
     return {
         "id": d.id,
         "osname": d.osname,
@@ -31,14 +59,8 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
         "unlocked": "none",
         "index": d.index,
         "kernel-arguments": d.kargs,
-        "requested-packages": [],
-        "requested-local-packages": [],
-        "requested-base-removals": [],
-        "requested-base-local-replacements": [],
-        "packages": [],
-        "base-removals": [],
-        "base-local-replacements": [],
         "regenerate-initramfs": False,
+        **_layer_json(repo, d, meta),
     }
 
 

@@ -23,8 +23,9 @@ gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
 from apt_ostree.core import grub  # noqa: E402
+from apt_ostree.core.origin import Origin  # noqa: E402
 from apt_ostree.core.ostree import Repo  # noqa: E402
-from apt_ostree.errors import RepoError  # noqa: E402
+from apt_ostree.errors import RepoError, UsageError  # noqa: E402
 from apt_ostree.run import run  # noqa: E402
 
 STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by ostree-finalize-staged
@@ -42,6 +43,7 @@ class Deployment:
     origin_refspec: str | None
     path: Path
     kargs: str
+    origin: Origin | None = field(compare=False, repr=False)
     raw: Any = field(compare=False, repr=False)
 
     @property
@@ -55,6 +57,15 @@ def _keyfile_string(keyfile: GLib.KeyFile | None, group: str, key: str) -> str |
     try:
         return str(keyfile.get_string(group, key))
     except GLib.Error:
+        return None
+
+
+def _parse_origin(keyfile: GLib.KeyFile | None) -> Origin | None:
+    if keyfile is None:
+        return None
+    try:
+        return Origin.from_keyfile(keyfile)
+    except UsageError:
         return None
 
 
@@ -129,7 +140,10 @@ class Sysroot:
                 osname=d.get_osname(), checksum=d.get_csum(), serial=d.get_deployserial(), index=i,
                 booted=booted is not None and d.equal(booted),
                 staged=staged is not None and d.equal(staged),
-                pinned=d.is_pinned(), origin_refspec=_keyfile_string(d.get_origin(), "origin", "refspec"),
+                pinned=d.is_pinned(),
+                origin_refspec=_keyfile_string(d.get_origin(), "origin", "baserefspec")
+                or _keyfile_string(d.get_origin(), "origin", "refspec"),
+                origin=_parse_origin(d.get_origin()),
                 path=self.path / self._sysroot.get_deployment_dirpath(d),
                 kargs=_user_kargs(bootconfig.get("options") if bootconfig is not None else None),
                 raw=d,
@@ -169,17 +183,10 @@ class Sysroot:
             with _environ(env):
                 yield
 
-    def deploy(self, osname: str, checksum: str, refspec: str, kargs: Sequence[str] | None,
+    def deploy(self, osname: str, checksum: str, origin_: Origin, kargs: Sequence[str] | None,
                merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
-        """A new deployment of ``checksum``; staged when booted, else written first in the order."""
-        origin = self._sysroot.origin_new_from_refspec(refspec)
-        if merge is not None:
-            old = merge.raw.get_origin()
-            if old is not None:  # keep the rest of the origin (e.g. requested packages)
-                origin = GLib.KeyFile()
-                data = old.to_data()[0]
-                origin.load_from_data(data, len(data.encode()), GLib.KeyFileFlags.KEEP_COMMENTS)
-                origin.set_string("origin", "refspec", refspec)
+        """A new deployment of ``checksum`` with ``origin_``; staged when booted, else written first."""
+        origin = origin_.to_keyfile()
         raw_merge = merge.raw if merge is not None else None
         argv = list(kargs) if kargs is not None else None
         try:

@@ -33,31 +33,6 @@ def derive(repo: Path, ref: str, version: str, files: dict[str, str], tmp: Path)
     return out.strip()
 
 
-@pytest.fixture
-def updates(minimal: Composed, tmp_path: Path) -> Path:
-    """An update repository (archive, as served over HTTP) holding the minimal commit on test/os."""
-    repo = tmp_path / "updates"
-    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=archive"], check=True)
-    subprocess.run(["ostree", "pull-local", f"--repo={repo}", str(minimal.repo), minimal.checksum], check=True,
-                   capture_output=True)
-    subprocess.run(["ostree", "refs", f"--repo={repo}", "--create=test/os", minimal.checksum], check=True)
-    return repo
-
-
-@pytest.fixture
-def sysroot(updates: Path, minimal: Composed, tmp_path: Path) -> Path:
-    """A sysroot directory with one deployment of test/os from the remote `updates`."""
-    root = tmp_path / "sysroot"
-    root.mkdir()
-    s = Sysroot(root)
-    s.initialize("debian")
-    repo = s.repo()
-    repo.add_remote("updates", f"file://{updates}", gpg_verify=False)
-    repo.pull("updates", ["test/os"])
-    s.deploy_first("debian", minimal.checksum, "updates:test/os", ["root=LABEL=ostree-root", "rw"])
-    return root
-
-
 def status(root: Path) -> list[dict[str, object]]:
     data = json.loads(apt_ostree("status", "--sysroot", root, "--json").stdout)
     for d in data["deployments"]:

@@ -1,0 +1,130 @@
+"""Package requests: install, uninstall, override remove/replace/reset, reset.
+
+Each operation edits the merge deployment's origin (checked before anything is
+touched), then builds the deployment from scratch: base + the whole request set
+(:func:`apt_ostree.core.deploy.build_target`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from apt_ostree.core import layering
+from apt_ostree.core.deploy import Change, LayerOptions, build_target, origin_of
+from apt_ostree.core.layer_apt import read_local_deb
+from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
+from apt_ostree.core.pkgdb import commit_packages, diff_packages
+from apt_ostree.core.sysroot import Deployment, Sysroot
+from apt_ostree.errors import LayeringError, UsageError
+from apt_ostree.progress import Progress
+
+
+@dataclass(frozen=True)
+class Request:
+    install: tuple[str, ...] = ()  # names, name=version, or paths of .debs
+    uninstall: tuple[str, ...] = ()
+    uninstall_all: bool = False
+    override_remove: tuple[str, ...] = ()
+    override_replace: tuple[str, ...] = ()  # paths of .debs
+    override_reset: tuple[str, ...] = ()
+    override_reset_all: bool = False
+    reset_layers: bool = False
+    idempotent: bool = False
+
+
+def is_local(item: str) -> bool:
+    return item.endswith(".deb") and ("/" in item or Path(item).exists())
+
+
+def _local(path: str) -> tuple[LocalPackage, Path]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such file")
+    deb = read_local_deb(p)
+    return LocalPackage(deb.sha256, deb.name), p
+
+
+def new_origin(merge: Deployment, base_names: set[str], req: Request) -> tuple[Origin, list[Path]]:
+    """The merge deployment's origin changed by ``req``; UsageError/LayeringError for a bad request.
+    Returns the new origin and the local .deb files it names (to be kept by hash)."""
+    origin = origin_of(merge)
+    files: list[Path] = []
+    install, install_local = [], []
+    for item in req.install:
+        if is_local(item):
+            pkg, path = _local(item)
+            files.append(path)
+            if pkg in origin.requested_local and not req.idempotent:
+                raise LayeringError(f"{item}: {pkg.name} is already requested")
+            install_local.append(pkg)
+            continue
+        check_package_name(item)
+        name = item.partition("=")[0]
+        if (item in origin.requested or (name in origin.requested_names and "=" not in item)) and not req.idempotent:
+            raise LayeringError(f"package {name} is already requested", hint="pass --idempotent to ignore this")
+        install.append(item)
+    layered = set(origin.requested_names) | {p.name for p in origin.requested_local}
+    uninstall = list(layered) if req.uninstall_all else []
+    for name in req.uninstall:
+        if name in layered:
+            uninstall.append(name)
+        elif req.idempotent:
+            continue
+        elif name in base_names:
+            raise LayeringError(f"package {name} is part of the base, not a layered package",
+                                hint=f"to remove it from this deployment: apt-ostree override remove {name}")
+        else:
+            raise LayeringError(f"package {name} is not layered",
+                                hint="layered packages are listed by apt-ostree status")
+    for name in req.override_remove:
+        check_package_name(name)
+        if name not in base_names:
+            raise LayeringError(f"override remove {name}: not a package of the base")
+        if name in origin.override_remove and not req.idempotent:
+            raise LayeringError(f"override remove {name}: already removed")
+    replace = []
+    for item in req.override_replace:
+        pkg, path = _local(item)
+        if pkg.name not in base_names:
+            raise LayeringError(f"override replace {item}: {pkg.name} is not a package of the base",
+                                hint=f"to add it: apt-ostree install {item}")
+        files.append(path)
+        replace.append(pkg)
+    overridden = set(origin.override_remove) | {p.name for p in origin.override_replace_local}
+    reset = list(overridden) if req.override_reset_all else []
+    for name in req.override_reset:
+        if name not in overridden:
+            raise LayeringError(f"override reset {name}: no override for {name}")
+        reset.append(name)
+    if req.reset_layers:
+        uninstall = list(layered)
+    changed = origin.with_changes(install=install, uninstall=uninstall, install_local=install_local,
+                                  remove=req.override_remove, reset=reset, replace_local=replace)
+    return changed, files
+
+
+def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOptions) -> Change:
+    """Apply ``req`` to the merge deployment: a new deployment (or, with ``opts.dry_run``, a plan)."""
+    merge = sysroot.merge_deployment()
+    repo = sysroot.repo()
+    base = layering.base_of(repo, merge.checksum)
+    base_names = {p.name for p in commit_packages(repo, base)}
+    origin, files = new_origin(merge, base_names, req)
+    if origin == origin_of(merge):
+        return Change(False, merge.checksum, merge.checksum)
+    if files:  # keep the named .debs by hash: later upgrades re-apply them
+        apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+        apt.keep_local([read_local_deb(f) for f in files])
+    target, plan = build_target(sysroot, merge, base, origin, progress, opts)
+    if target is None:
+        return Change(True, merge.checksum, merge.checksum, plan=plan)
+    diff = diff_packages(commit_packages(repo, merge.checksum), commit_packages(repo, target))
+    progress.step(f"Deploying {target[:12]}")
+    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, opts.lock_finalization)
+    return Change(True, target, merge.checksum, repo.commit(target).metadata.get("version"), diff, deployment, plan)
+
+
+def layered_names(origin: Origin) -> Sequence[str]:
+    return [*origin.requested_names, *(p.name for p in origin.requested_local)]
