@@ -58,6 +58,13 @@ PACKAGES = (
         scripts={"postinst": SH + "mkdir -p /var/lib/aot-var/made && echo made > /var/lib/aot-var/made/by-postinst\n"}),
     Deb("aot-opt", files={"/opt/aot-opt/bin/tool": "#!/bin/sh\necho opt tool\n"}),
     Deb("aot-replace-less", files={"/usr/share/aot-replace/README": "x\n"}),
+    Deb("aot-debconf", control={"Depends": "debconf"}, files={"/usr/share/aot-debconf/README": "x\n"},
+        scripts={"templates": "Template: aot-debconf/color\nType: string\nDefault: blue\n"
+                              "Description: favourite colour\n",
+                 "config": SH + ". /usr/share/debconf/confmodule\ndb_input high aot-debconf/color || true\n"
+                           "db_go || true\n",
+                 "postinst": SH + ". /usr/share/debconf/confmodule\ndb_get aot-debconf/color\n"
+                             'echo "$RET" > /usr/share/aot-debconf/color\n'}),
 )
 
 
@@ -72,7 +79,7 @@ def build_deb(deb: Deb, build: Path, pool: Path) -> Path:
     for name, content in deb.scripts.items():
         script = pkg / "DEBIAN" / name
         script.write_text(content)
-        script.chmod(0o755 if name not in ("triggers", "conffiles") else 0o644)
+        script.chmod(0o755 if name not in ("triggers", "conffiles", "templates") else 0o644)
     fields = {"Package": deb.name, "Version": deb.version, "Architecture": "all",
               "Maintainer": "apt-ostree tests <t@example.invalid>", **deb.control,
               "Description": f"apt-ostree test package {deb.name}"}

@@ -9,6 +9,8 @@ from pathlib import Path
 from apt_ostree.cli.common import diff_lines, out
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.pkgdb import commit_packages, db_version, diff_packages, filter_prefixes
+from apt_ostree.core.sysroot import Sysroot
+from apt_ostree.errors import RepoError
 
 DEFAULT_REPO = Path("/sysroot/ostree/repo")
 
@@ -27,10 +29,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst.add_argument("prefixes", nargs="*", metavar="PREFIX", help="only packages whose name starts with PREFIX")
     lst.set_defaults(func=run_list)
 
-    dif = dsub.add_parser("diff", help="show package changes between two commits")
+    dif = dsub.add_parser("diff", help="show package changes between two commits "
+                                       "(default: the booted and the pending deployment)")
     repo_arg(dif)
-    dif.add_argument("from_rev", metavar="FROM")
-    dif.add_argument("to_rev", metavar="TO")
+    dif.add_argument("--sysroot", type=Path, default=Path("/"), help="sysroot whose deployments to compare")
+    dif.add_argument("from_rev", metavar="FROM", nargs="?")
+    dif.add_argument("to_rev", metavar="TO", nargs="?")
     dif.add_argument("--format", choices=("block", "diff", "json"), default="block")
     dif.set_defaults(func=run_diff)
 
@@ -50,8 +54,30 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment_revs(args: argparse.Namespace) -> tuple[Repo, str, str]:
+    """FROM/TO defaulting like rpm-ostree: FROM = booted, TO = pending. On a sysroot that is not
+    booted: the previous deployment and the default one (what the last change did)."""
+    sysroot = Sysroot.open(args.sysroot)
+    repo = Repo.open(args.repo) if args.repo != DEFAULT_REPO else sysroot.repo()
+    deployments = sysroot.deployments()
+    if sysroot.is_booted:
+        current = sysroot.merge_deployment()
+        pending = next((d for d in deployments if d.index < current.index or d.staged), None)
+    else:
+        current = deployments[1] if len(deployments) > 1 else deployments[0]
+        pending = deployments[0] if len(deployments) > 1 else None
+    if args.from_rev is None:
+        if pending is None:
+            raise RepoError("no pending deployment to compare with", hint="name two commits: db diff FROM TO")
+        return repo, current.checksum, pending.checksum
+    return repo, args.from_rev, current.checksum
+
+
 def run_diff(args: argparse.Namespace) -> int:
-    repo = Repo.open(args.repo)
+    if args.to_rev is None:
+        repo, args.from_rev, args.to_rev = _deployment_revs(args)
+    else:
+        repo = Repo.open(args.repo)
     a, b = repo.resolve(args.from_rev), repo.resolve(args.to_rev)
     d = diff_packages(commit_packages(repo, a), commit_packages(repo, b))
     if args.format == "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
 from apt_ostree.cli.common import diff_lines, out, progress_for
 from apt_ostree.cli.deployments import finish, unchanged
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ins.add_argument("--uninstall", action="append", default=[], metavar="PACKAGE", help="also uninstall PACKAGE")
     ins.add_argument("--idempotent", action="store_true", help="no error for packages already requested")
     ins.add_argument("--allow-inactive", action="store_true", help="allow requests for packages of the base")
+    ins.add_argument("--debconf", action="append", default=[], metavar="'OWNER QUESTION TYPE VALUE'",
+                     help="answer a debconf question (kept in the origin, replayed on every rebuild)")
     add_layer_args(ins)
     ins.set_defaults(func=run_install)
 
@@ -136,7 +139,7 @@ def report(args: argparse.Namespace, sysroot: Sysroot, change: Change) -> int:
 
 def run_install(args: argparse.Namespace) -> int:
     return _run(args, packages.Request(install=tuple(args.packages), uninstall=tuple(args.uninstall),
-                                       idempotent=args.idempotent))
+                                       idempotent=args.idempotent, debconf=tuple(args.debconf)))
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
@@ -167,6 +170,8 @@ def run_refresh(args: argparse.Namespace) -> int:
     sysroot = Sysroot.open(args.sysroot)
     merge = sysroot.merge_deployment()
     apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+    if args.force:  # download everything again, not only what changed
+        shutil.rmtree(apt.lists, ignore_errors=True)
     apt.configure()
     apt.refresh(progress_for(args))
     out("Package lists updated.")

@@ -17,7 +17,7 @@ from typing import Any
 
 from apt_ostree.compose import metadata as md
 from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
-from apt_ostree.core import kernel, layout
+from apt_ostree.core import guard, kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
@@ -213,6 +213,7 @@ def postprocess_tree(treefile: Treefile, root: Path, env: dict[str, str], progre
             _in_tree(sb, [*interp, "/run/apt-ostree/script"], progress, f"treefile {treefile.path}: {name}")
         finally:
             shutil.rmtree(script_dir)
+    _install_package_guard(sandbox, root, progress)
     for rel in treefile.remove_files:
         target = root / rel.lstrip("/")
         if target.is_dir() and not target.is_symlink():
@@ -248,6 +249,16 @@ def postprocess_tree(treefile: Treefile, root: Path, env: dict[str, str], progre
     layout.move_etc(root)
     layout.check_layout(root, treefile.container)
     return kver
+
+
+def _install_package_guard(sandbox: Sandbox, root: Path, progress: Progress) -> None:
+    """apt/apt-get/dpkg on the booted image point to apt-ostree (see core/guard.py)."""
+    guard.write_guard(root)
+    for rel in guard.GUARDED:
+        if (root / rel).exists() and not (root / (rel + guard.REAL_SUFFIX)).exists():
+            _in_tree(sandbox, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert",
+                               f"/{rel}{guard.REAL_SUFFIX}", "--add", f"/{rel}"], progress, f"diverting /{rel}")
+    guard.link_guards(root)
 
 
 def _in_tree(sandbox: Sandbox, argv: list[str], progress: Progress, what: str) -> None:

@@ -20,7 +20,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from apt_ostree.core.layer_apt import LayerApt, LocalDeb, Plan
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, STATUS_PATHS, packages_variant
-from apt_ostree.errors import AptOstreeError, ComposeError, LayeringError, RepoError
+from apt_ostree.errors import AptOstreeError, CommandError, ComposeError, LayeringError, RepoError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run, unmount_below
 from apt_ostree.sandbox import Bind, Sandbox
@@ -120,7 +120,7 @@ def build(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progre
     """Resolve, download and (unless ``dry_run``/``download_only``) commit the layered tree.
     ``reuse`` maps fingerprints to existing layered commits: the same inputs give that commit."""
     p = plan(repo, apt, base, origin, progress, cache_only=cache_only, allow_inactive=allow_inactive)
-    fingerprint = p.fingerprint(base)
+    fingerprint = p.fingerprint(base, origin.debconf)
     if dry_run:
         return LayerResult(p, fingerprint, None)
     if reuse and fingerprint in reuse and not download_only:
@@ -212,6 +212,8 @@ def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan,
         policy.write_text("#!/bin/sh\n# apt-ostree: no service starts while layering\nexit 101\n")
         policy.chmod(0o755)
         _create_var(merged, progress)
+        if origin.debconf:
+            _preseed(merged, origin.debconf, progress)
         progress.step(f"Installing {len(p.install) + len(p.replace)} packages"
                       + (f", removing {len(p.remove)}" if p.remove else ""))
         wrapper = _dpkg_wrapper(apt.work / "dpkg-in-sandbox", merged, apt, log)
@@ -246,6 +248,16 @@ def _commit(repo: Repo, base: str, origin: Origin, p: Plan, fingerprint: str, pa
     variants[KEY_REPLACED] = GLib.Variant("a(ssss)", [(n, old, x.version, x.arch) for n, old, x in p.replace])
     return repo.commit_delta(base, upper, metadata=variants, timestamp=int(time.time()),
                              subject=f"apt-ostree layer on {base[:12]}")
+
+
+def _preseed(merged: Path, answers: Sequence[str], progress: Progress) -> None:
+    """The origin's debconf answers, in the tree's debconf database before any script asks."""
+    sandbox = Sandbox(rootfs=merged, binds=(Bind(merged / "usr/etc", "/etc"),), capabilities=DPKG_CAPS, env=DPKG_ENV)
+    try:
+        run(sandbox.argv(["debconf-set-selections"]), stdin_text="".join(f"{a}\n" for a in answers),
+            progress=progress, what="debconf-set-selections")
+    except CommandError as e:
+        raise LayeringError(f"cannot record the debconf answers: {e.message}", hint=e.hint) from None
 
 
 def _create_var(merged: Path, progress: Progress) -> None:

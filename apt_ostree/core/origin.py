@@ -9,6 +9,8 @@ keys, so tools that read rpm-ostree origins understand ours:
                 requested-local=SHA256:NAME;
     [overrides] remove=nano;
                 replace-local=SHA256:NAME;
+    [debconf]   selections=tzdata tzdata/Areas select Europe;   (apt-ostree's own: answers
+                replayed with debconf-set-selections before the maintainer scripts run)
 
 An :class:`Origin` is the client-side half of a treefile: the base is a commit
 instead of a package list, and ``requested`` is the treefile's ``packages``.
@@ -29,13 +31,24 @@ from apt_ostree.errors import UsageError
 LOCAL_RE = re.compile(r"^[0-9a-f]{64}:[a-z0-9][a-z0-9+.-]+$")
 # Keys of other groups are kept as they are (e.g. libostree's [origin] unlocked).
 OWN_KEYS = {("origin", "refspec"), ("origin", "baserefspec"), ("packages", "requested"),
-            ("packages", "requested-local"), ("overrides", "remove"), ("overrides", "replace-local")}
+            ("packages", "requested-local"), ("overrides", "remove"), ("overrides", "replace-local"),
+            ("debconf", "selections")}
+DEBCONF_TYPES = ("string", "password", "boolean", "select", "multiselect", "note", "text", "title", "error")
 
 
 def check_package_name(name: str, what: str = "package") -> str:
     if not PACKAGE_RE.match(name):
         raise UsageError(f"not a Debian {what} name: {name!r}", hint="expected NAME or NAME=VERSION")
     return name
+
+
+def check_debconf(line: str) -> str:
+    """One debconf-set-selections line: OWNER QUESTION TYPE [VALUE]."""
+    fields = line.split(None, 3)
+    if len(fields) < 3 or "/" not in fields[1] or fields[2] not in DEBCONF_TYPES:
+        raise UsageError(f"not a debconf answer: {line!r}",
+                         hint="expected 'OWNER QUESTION TYPE VALUE', e.g. 'tzdata tzdata/Areas select Europe'")
+    return " ".join(fields)
 
 
 def _uniq(items: Iterable[str]) -> tuple[str, ...]:
@@ -67,11 +80,14 @@ class Origin:
     requested_local: tuple[LocalPackage, ...] = ()
     override_remove: tuple[str, ...] = ()
     override_replace_local: tuple[LocalPackage, ...] = ()
+    debconf: tuple[str, ...] = ()
     extra: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)  # (group, key, value) kept verbatim
 
     def __post_init__(self) -> None:
         for name in (*self.requested, *self.override_remove):
             check_package_name(name)
+        for line in self.debconf:
+            check_debconf(line)
 
     @property
     def layered(self) -> bool:
@@ -85,7 +101,7 @@ class Origin:
     def with_changes(self, *, install: Iterable[str] = (), uninstall: Iterable[str] = (),
                      install_local: Iterable[LocalPackage] = (), remove: Iterable[str] = (),
                      reset: Iterable[str] = (), replace_local: Iterable[LocalPackage] = (),
-                     refspec: str | None = None) -> Origin:
+                     refspec: str | None = None, debconf: Iterable[str] = ()) -> Origin:
         """A new origin with requests added and removed (names compared without ``=version``)."""
         gone = set(uninstall)
         requested = [r for r in self.requested if r.partition("=")[0] not in gone and r not in gone]
@@ -96,7 +112,10 @@ class Origin:
         reset_set = set(reset)
         removals = [p for p in self.override_remove if p not in reset_set] + list(remove)
         replaced = [p for p in self.override_replace_local if p.name not in reset_set] + list(replace_local)
+        answers = {tuple(a.split()[:2]): a for a in self.debconf}
+        answers.update({tuple(a.split()[:2]): check_debconf(a) for a in debconf})
         return replace(self, refspec=refspec or self.refspec, requested=_uniq(requested),
+                       debconf=tuple(sorted(answers.values())),
                        requested_local=tuple(sorted(set(local), key=str)),
                        override_remove=_uniq(removals),
                        override_replace_local=tuple(sorted(set(replaced), key=str)))
@@ -115,6 +134,10 @@ class Origin:
             return [v for v in (value or "").split(";") if v]
 
         refspec = get("origin", "baserefspec") or get("origin", "refspec") or ""
+        try:
+            debconf = [str(x) for x in keyfile.get_string_list("debconf", "selections")]
+        except GLib.Error:
+            debconf = []
         extra = []
         for group in keyfile.get_groups()[0]:
             for key in keyfile.get_keys(group)[0]:
@@ -127,7 +150,7 @@ class Origin:
                        override_remove=_uniq(get_list("overrides", "remove")),
                        override_replace_local=tuple(LocalPackage.parse(v)
                                                     for v in get_list("overrides", "replace-local")),
-                       extra=tuple(extra))
+                       debconf=tuple(debconf), extra=tuple(extra))
         except UsageError as e:
             raise UsageError(f"invalid origin file: {e.message}", hint=e.hint) from None
 
@@ -146,6 +169,8 @@ class Origin:
         put("packages", "requested-local", self.requested_local)
         put("overrides", "remove", self.override_remove)
         put("overrides", "replace-local", self.override_replace_local)
+        if self.debconf:
+            kf.set_string_list("debconf", "selections", list(self.debconf))
         return kf
 
     def to_text(self) -> str:

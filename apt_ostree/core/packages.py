@@ -32,6 +32,7 @@ class Request:
     override_reset_all: bool = False
     reset_layers: bool = False
     idempotent: bool = False
+    debconf: tuple[str, ...] = ()  # debconf-set-selections lines
 
 
 def is_local(item: str) -> bool:
@@ -101,7 +102,8 @@ def new_origin(merge: Deployment, base_names: set[str], req: Request) -> tuple[O
     if req.reset_layers:
         uninstall = list(layered)
     changed = origin.with_changes(install=install, uninstall=uninstall, install_local=install_local,
-                                  remove=req.override_remove, reset=reset, replace_local=replace)
+                                  remove=req.override_remove, reset=reset, replace_local=replace,
+                                  debconf=req.debconf)
     return changed, files
 
 

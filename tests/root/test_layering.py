@@ -105,6 +105,8 @@ def test_install_and_uninstall(layer_root: Path, minimal: Composed) -> None:
     text = dpkg_status(layer_root, str(new["checksum"]))
     assert all(installed(text, n) for n in ("aot-hello", "aot-lib", "aot-base-lib"))
     check_golden("install-aot-hello", tree_diff(layer_root, minimal.checksum, str(new["checksum"])))
+    diff = apt_ostree("db", "diff", "--sysroot", layer_root, "--repo", layer_root / "ostree/repo").stdout
+    assert "Added:\n  aot-base-lib 1.0\n  aot-hello 1.0\n  aot-lib 1.0\n" in diff, diff
     human = apt_ostree("status", "--sysroot", layer_root).stdout
     assert "LayeredPackages: aot-hello" in human and f"BaseCommit: {minimal.checksum}" in human
     origin = next((Path(layer_root) / "ostree/deploy/debian/deploy").glob("*.origin")).parent
@@ -203,6 +205,20 @@ def test_scripts_users_alternatives_diversions_triggers_var_opt(layer_root: Path
     fsck(layer_root)
 
 
+def test_debconf_answers(layer_root: Path) -> None:
+    apt_ostree("install", "--sysroot", layer_root, "aot-debconf")
+    assert cat(layer_root, str(status(layer_root)[0]["checksum"]), "/usr/share/aot-debconf/color") == "blue\n"
+    bad = apt_ostree("install", "--sysroot", layer_root, "aot-hello", "--debconf", "nonsense", check=False)
+    assert bad.returncode == 2 and "not a debconf answer" in error_lines(bad)[0]
+    # a new answer for a layered package: recorded in the origin, replayed when the tree is rebuilt
+    apt_ostree("install", "--sysroot", layer_root, "aot-debconf", "--idempotent",
+               "--debconf", "aot-debconf aot-debconf/color string green")
+    new = str(status(layer_root)[0]["checksum"])
+    assert cat(layer_root, new, "/usr/share/aot-debconf/color") == "green\n"
+    origins = [p.read_text() for p in (layer_root / "ostree/deploy/debian/deploy").glob("*.origin")]
+    assert any("selections=aot-debconf aot-debconf/color string green;" in t for t in origins), origins
+
+
 def test_override_remove_replace_reset(layer_root: Path, minimal: Composed, tmp_path: Path) -> None:
     apt_ostree("override", "remove", "less", "--sysroot", layer_root)
     d = status(layer_root)[0]
@@ -253,13 +269,31 @@ def test_local_deb_and_upgrade_relayers(layer_root: Path, updates: Path, aot_rep
 
 
 def test_real_debian_packages(layer_root: Path) -> None:
-    apt_ostree("install", "--sysroot", layer_root, "htop", "vim", "nginx-light", "apache2-utils")
-    new = str(status(layer_root)[0]["checksum"])
+    # A base without openssh-server (the minimal image has it): remove it with an override, commit
+    # that tree as a plain base on a local ref, and rebase onto it.
+    apt_ostree("override", "remove", "openssh-server", "openssh-sftp-server", "--sysroot", layer_root)
+    no_ssh = str(status(layer_root)[0]["checksum"])
+    repo = f"--repo={layer_root}/ostree/repo"
+    base = subprocess.run(["ostree", "commit", repo, "-b", "test/no-ssh", f"--tree=ref={no_ssh}",
+                           "--keep-metadata=ostree.bootable", "--keep-metadata=ostree.linux",
+                           "--keep-metadata=version"], check=True, capture_output=True, text=True).stdout.strip()
+    apt_ostree("reset", "--sysroot", layer_root)
+    apt_ostree("rebase", "test/no-ssh", "--sysroot", layer_root)
+    assert status(layer_root)[0]["checksum"] == base
+
+    names = ("htop", "openssh-server", "vim", "nginx-light", "apache2-utils")
+    apt_ostree("install", "--sysroot", layer_root, *names)
+    d = status(layer_root)[0]
+    new = str(d["checksum"])
+    assert d["base-checksum"] == base
     text = dpkg_status(layer_root, new)
-    assert all(installed(text, n) for n in ("htop", "vim", "nginx-light", "apache2-utils"))
-    ls = subprocess.run(["ostree", "ls", f"--repo={layer_root}/ostree/repo", new, "/usr/bin/htop", "/usr/bin/vim.basic",
-                         "/usr/sbin/nginx", "/usr/etc/nginx/nginx.conf"], capture_output=True, text=True)
+    assert all(installed(text, n) for n in names)
+    ls = subprocess.run(["ostree", "ls", repo, new, "/usr/bin/htop", "/usr/bin/vim.basic", "/usr/sbin/sshd",
+                         "/usr/sbin/nginx", "/usr/etc/nginx/nginx.conf", "/usr/etc/ssh/sshd_config"],
+                        capture_output=True, text=True)
     assert ls.returncode == 0, ls.stderr
+    keys = subprocess.run(["ostree", "ls", repo, new, "/usr/etc/ssh"], capture_output=True, text=True).stdout
+    assert "ssh_host_" not in keys  # generated at boot on each machine, never shipped
     tmpfiles = cat(layer_root, new, "/usr/lib/tmpfiles.d/apt-ostree-layer.conf")
     assert "/var/www/html" in tmpfiles
     # libc-bin's ldconfig trigger (a base package's) ran for the new libraries

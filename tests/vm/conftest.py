@@ -1,5 +1,6 @@
 """The vm tier's shared guest: examples/minimal.yaml as a BIOS disk, booted once per session (TCG),
-with an update repository shared read-only over 9p (no network needed in the guest)."""
+with an update repository shared read-only over 9p. The guest reaches the network through QEMU's
+user NAT (layering downloads .debs from the machine's configured APT mirror)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def guest(minimal: Composed, updates: Path, tmp_path_factory: pytest.TempPathFac
     apt_ostree("compose", "disk-image", "--repo", minimal.repo, "--ref", minimal.ref, "--root-ssh-key", pub,
                "--hostname", "aotest", "--remote", f"updates=file://{GUEST_UPDATES}", disk)
     share = ("-virtfs", f"local,path={updates},mount_tag=updates,security_model=none,readonly=on")
-    with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share) as g:
+    with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share, network=True) as g:
         g.wait_for_ssh(timeout=420)
         mount_updates(g)
         yield g
@@ -48,3 +49,5 @@ def guest(minimal: Composed, updates: Path, tmp_path_factory: pytest.TempPathFac
 def mount_updates(g: Guest) -> None:
     g.run(f"mkdir -p {GUEST_UPDATES} && (mountpoint -q {GUEST_UPDATES} || "
           f"mount -t 9p -o trans=virtio,version=9p2000.L,ro updates {GUEST_UPDATES})")
+    # the image has no resolver configured; QEMU's user network answers DNS at 10.0.2.3
+    g.run("test -s /etc/resolv.conf || echo 'nameserver 10.0.2.3' > /etc/resolv.conf")

@@ -77,7 +77,7 @@ class Guest:
 
     def __init__(self, disk: Path, *, ssh_key: Path, serial_log: Path, disk_format: str | None = None,
                  memory_mib: int = 2048, smp: int = 2, drives: Sequence[Drive] = (), firmware: Path | None = None,
-                 qemu_args: Sequence[str] = ()) -> None:
+                 qemu_args: Sequence[str] = (), network: bool = False) -> None:
         self.disk = disk
         self.disk_format = disk_format or image_format(disk)
         self.ssh_key = ssh_key
@@ -88,6 +88,7 @@ class Guest:
         self.drives = tuple(drives)
         self.firmware = firmware
         self.qemu_args = tuple(qemu_args)
+        self.network = network  # False: only the forwarded ssh port (QEMU user net restrict=on)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -97,7 +98,8 @@ class Guest:
                 "-smp", str(self.smp), "-nographic", "-serial", f"file:{self.serial_path}",
                 "-monitor", "none", "-display", "none",
                 "-drive", f"file={self.disk},format={self.disk_format},if=virtio",
-                "-nic", f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22"]
+                "-nic", f"user,model=virtio-net-pci,restrict={'off' if self.network else 'on'},"
+                f"hostfwd=tcp:127.0.0.1:{self.port}-:22"]
         for d in self.drives:
             opts = f"file={d.path},format={d.format or image_format(d.path)},if={d.interface}"
             argv += ["-drive", opts + (",readonly=on" if d.readonly else "")]

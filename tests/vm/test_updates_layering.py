@@ -1,0 +1,59 @@
+"""Layering in the booted guest (after test_updates.py, which expects an unlayered system):
+install real packages, reboot into them, keep them across a base upgrade, uninstall, roll back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Composed
+from tests.root.test_deployments import derive
+from tests.vm.qemu import Guest
+from tests.vm.test_updates import booted, reboot
+
+pytestmark = pytest.mark.vm
+
+
+def test_install_upgrade_uninstall_rollback(guest: Guest, minimal: Composed, updates: Path, tmp_path: Path) -> None:
+    g = guest
+    # An admin edit of /etc/passwd: the 3-way merge keeps this file, yet _chrony must exist after the reboot.
+    g.run("useradd --create-home alice")
+    g.run("apt-ostree install htop chrony", timeout=900)
+    staged = [d for d in json.loads(g.run("apt-ostree status --json").stdout)["deployments"] if d["staged"]]
+    assert len(staged) == 1 and staged[0]["requested-packages"] == ["chrony", "htop"]
+    reboot(g)
+    d = booted(g)
+    assert d["packages"] == ["chrony", "htop"] and d["base-checksum"] == minimal.checksum
+    assert "htop " in g.run("htop --version").stdout
+    assert g.run("getent passwd _chrony").stdout.startswith("_chrony:")
+    assert g.run("getent passwd alice").stdout.startswith("alice:")
+    assert g.run("systemctl is-active chrony", check=False).stdout.strip() == "active"
+    status = g.run("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' htop chrony").stdout.split("\n")
+    assert [ln.split() for ln in status if ln] == [["ii", "chrony"], ["ii", "htop"]]
+    assert g.run("systemctl --failed --no-legend").stdout.strip() == ""
+    assert "LayeredPackages: chrony htop" in g.run("apt-ostree status").stdout
+    # apt and dpkg point to apt-ostree instead of failing on the read-only /usr
+    refused = g.run("apt-get install -y nano", check=False)
+    assert refused.returncode != 0 and "apt-ostree install nano" in refused.stderr
+    assert g.run("dpkg -l htop", check=False).returncode == 0
+
+    new_base = derive(updates, minimal.ref, "12.99", {"usr/share/apt-ostree-test/new-base": "v2\n"}, tmp_path)
+    g.run("apt-ostree upgrade", timeout=900)
+    reboot(g)
+    d = booted(g)
+    assert d["base-checksum"] == new_base and d["packages"] == ["chrony", "htop"]
+    assert g.run("cat /usr/share/apt-ostree-test/new-base").stdout == "v2\n"
+    assert g.run("command -v htop", check=False).returncode == 0
+
+    g.run("apt-ostree uninstall htop", timeout=900)
+    reboot(g)
+    assert booted(g)["packages"] == ["chrony"]
+    assert g.run("command -v htop", check=False).returncode != 0
+    assert g.run("systemctl is-active chrony", check=False).stdout.strip() == "active"
+
+    g.run("apt-ostree rollback")
+    reboot(g)
+    assert booted(g)["packages"] == ["chrony", "htop"]
+    assert g.run("command -v htop", check=False).returncode == 0
