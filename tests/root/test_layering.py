@@ -274,7 +274,7 @@ def test_real_debian_packages(layer_root: Path) -> None:
     apt_ostree("override", "remove", "openssh-server", "openssh-sftp-server", "--sysroot", layer_root)
     no_ssh = str(status(layer_root)[0]["checksum"])
     repo = f"--repo={layer_root}/ostree/repo"
-    base = subprocess.run(["ostree", "commit", repo, "-b", "test/no-ssh", f"--tree=ref={no_ssh}",
+    base = subprocess.run(["ostree", "commit", repo, "-b", "test/no-ssh", f"--parent={no_ssh}", f"--tree=ref={no_ssh}",
                            "--keep-metadata=ostree.bootable", "--keep-metadata=ostree.linux",
                            "--keep-metadata=version"], check=True, capture_output=True, text=True).stdout.strip()
     apt_ostree("reset", "--sysroot", layer_root)
