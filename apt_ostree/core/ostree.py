@@ -248,11 +248,7 @@ class Repo:
                 finally:
                     os.close(dfd)
                 _, root = repo.write_mtree(mtree, None)
-                builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
-                for key in sorted(metadata):
-                    builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
-                                                                  GLib.Variant.new_variant(metadata[key])))
-                _, checksum = repo.write_commit_with_time(parent, subject, None, builder.end(), root,
+                _, checksum = repo.write_commit_with_time(parent, subject, None, _metadata_dict(metadata), root,
                                                           timestamp, None)
                 repo.transaction_set_ref(None, ref, checksum)
                 repo.commit_transaction(None)
@@ -300,11 +296,8 @@ class Repo:
                     os.close(dfd)
                 mtree.set_metadata_checksum(root_meta)
                 _, root = repo.write_mtree(mtree, None)
-                builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
-                for key in sorted(metadata):
-                    builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
-                                                                  GLib.Variant.new_variant(metadata[key])))
-                _, checksum = repo.write_commit_with_time(base, subject, None, builder.end(), root, timestamp, None)
+                _, checksum = repo.write_commit_with_time(base, subject, None, _metadata_dict(metadata), root,
+                                                          timestamp, None)
                 repo.commit_transaction(None)
             except BaseException:
                 repo.abort_transaction(None)
@@ -316,6 +309,15 @@ class Repo:
 
 AT_FDCWD = -100
 OVERLAY_XATTR_PREFIX = b"trusted.overlay."
+
+
+def _metadata_dict(metadata: Mapping[str, GLib.Variant]) -> GLib.Variant:
+    """Commit metadata as a{sv}, keys sorted (equal inputs give equal commits)."""
+    builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
+    for key in sorted(metadata):
+        builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
+                                                      GLib.Variant.new_variant(metadata[key])))
+    return builder.end()
 
 
 def _lookup(mtree: OSTree.MutableTree, name: str) -> tuple[str | None, OSTree.MutableTree | None] | None:

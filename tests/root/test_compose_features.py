@@ -4,9 +4,6 @@ add-files, remove-files, units, default-target, machineid-compat, metadata and p
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,23 +15,9 @@ import pytest
 from apt_ostree.core.apt import host_sources
 from apt_ostree.core.ostree import Repo
 from tests.conftest import apt_ostree, error_lines
+from tests.debrepo import Deb, make_repo
 
 pytestmark = pytest.mark.root
-
-
-def build_deb(root: Path, name: str, version: str, depends: str = "") -> Path:
-    pkg = root / "build" / name
-    (pkg / "DEBIAN").mkdir(parents=True)
-    (pkg / f"usr/share/{name}").mkdir(parents=True)
-    (pkg / f"usr/share/{name}/README").write_text(f"{name} {version}\n")
-    control = f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.invalid>\n"
-    if depends:
-        control += f"Depends: {depends}\n"
-    (pkg / "DEBIAN/control").write_text(control + f"Description: apt-ostree test package {name}\n")
-    out = root / "repo/pool" / f"{name}_{version}_all.deb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(pkg), str(out)], check=True, capture_output=True)
-    return out
 
 
 @pytest.fixture
@@ -48,31 +31,10 @@ def apt_readable(tmp_path: Path) -> Iterator[Path]:
 
 def signed_repo(root: Path) -> tuple[Path, Path]:
     """A local APT repository signed with a fresh key; returns (repo dir, keyring file)."""
-    build_deb(root, "hello-aot", "1.0")
-    build_deb(root, "hello-aot-extra", "1.0", depends="hello-aot")
-    repo = root / "repo"
-    binary = repo / "dists/test/main/binary-amd64"
-    binary.mkdir(parents=True)
-    packages = subprocess.run(["dpkg-scanpackages", "pool"], cwd=repo, check=True, capture_output=True).stdout
-    (binary / "Packages").write_bytes(packages)
-    (binary / "Packages.gz").write_bytes(gzip.compress(packages))
-    sums = "".join(f" {hashlib.sha256(f.read_bytes()).hexdigest()} {f.stat().st_size} main/binary-amd64/{f.name}\n"
-                   for f in sorted(binary.iterdir()))
-    release = repo / "dists/test/Release"
-    release.write_text(f"Suite: test\nCodename: test\nArchitectures: amd64\nComponents: main\nSHA256:\n{sums}")
-    gnupg = root / "gnupg"
-    gnupg.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(gnupg)}
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "apt-ostree test <t@example.invalid>",
-                    "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
-    subprocess.run(["gpg", "--batch", "--yes", "--clearsign", "-o", str(repo / "dists/test/InRelease"), str(release)],
-                   env=env, check=True, capture_output=True)
-    keyring = root / "test-archive.gpg"
-    keyring.write_bytes(subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout)
-    for path in [root, *root.rglob("*")]:
-        if path != gnupg and gnupg not in path.parents:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-    return repo, keyring
+    repo = make_repo(root, (Deb("hello-aot", files={"/usr/share/hello-aot/README": "hello-aot 1.0\n"}),
+                            Deb("hello-aot-extra", control={"Depends": "hello-aot"},
+                                files={"/usr/share/hello-aot-extra/README": "hello-aot-extra 1.0\n"})))
+    return repo.path, repo.keyring
 
 
 def repos_yaml(local: Path, keyring: Path) -> str:
