@@ -9,6 +9,7 @@ merge deployment (the booted one, else the default), staged when booted.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,6 +106,16 @@ def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin,
     return result.checksum, result.plan
 
 
+def deploy_new(sysroot: Sysroot, osname: str, checksum: str, origin: Origin, kargs: Sequence[str] | None,
+            merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
+    """Sysroot.deploy, with the base commits of layered deployments protected from its prune."""
+    repo = sysroot.repo()
+    layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
+    deployment = sysroot.deploy(osname, checksum, origin, kargs, merge, lock_finalization)
+    layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
+    return deployment
+
+
 def _pending(sysroot: Sysroot) -> Deployment | None:
     if not sysroot.is_booted:
         return None
@@ -169,7 +180,8 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
         return Change(False, target, merge.checksum, plan=plan)
     diff = _package_diff(repo, merge.checksum, target)
     progress.step(f"Deploying {target[:12]}")
-    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, lock_finalization or opts.lock_finalization)
+    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge,
+                            lock_finalization or opts.lock_finalization)
     return Change(True, target, merge.checksum, version, diff, deployment, plan)
 
 
@@ -214,7 +226,7 @@ def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cach
     assert target is not None
     diff = _package_diff(repo, merge.checksum, target)
     progress.step(f"Deploying {target[:12]}")
-    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, lock_finalization)
+    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge, lock_finalization)
     return Change(True, target, merge.checksum, info.metadata.get("version"), diff, deployment, plan)
 
 
@@ -236,7 +248,7 @@ def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: boo
     assert built is not None
     diff = _package_diff(repo, merge.checksum, built)
     progress.step(f"Deploying {new_spec} ({built[:12]})")
-    deployment = sysroot.deploy(merge.osname, built, new_origin, None, merge, lock_finalization)
+    deployment = deploy_new(sysroot, merge.osname, built, new_origin, None, merge, lock_finalization)
     return Change(True, built, merge.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment, plan)
 
 
@@ -277,7 +289,11 @@ def cleanup(sysroot: Sysroot, *, pending: bool, rollback_: bool, base: bool) -> 
     if removed:
         sysroot.write_order(keep)
     if removed or base:
+        layering.protect_bases(sysroot.repo(), [d.checksum for d in keep])
         sysroot.cleanup()
+    if base:  # the cached lower checkouts of layering
+        for lower in (sysroot.repo().path / "tmp").glob("apt-ostree-lower-*"):
+            shutil.rmtree(lower, ignore_errors=True)
     return removed
 
 
@@ -335,4 +351,4 @@ def set_kargs(sysroot: Sysroot, new: Sequence[str], deploy_index: int | None, pr
     else:
         base = sysroot.merge_deployment()
     progress.step("Deploying with the new kernel arguments")
-    return sysroot.deploy(base.osname, base.checksum, origin_of(base), list(new), base, lock_finalization)
+    return deploy_new(sysroot, base.osname, base.checksum, origin_of(base), list(new), base, lock_finalization)

@@ -77,6 +77,22 @@ def base_of(repo: Repo, checksum: str) -> str:
     return str(meta[KEY_BASE]) if meta.get(KEY_CLIENTLAYER) and KEY_BASE in meta else checksum
 
 
+BASE_REF_PREFIX = "apt-ostree/base/"
+
+
+def protect_bases(repo: Repo, commits: Sequence[str]) -> None:
+    """Refs ``apt-ostree/base/N`` on the base commits of the layered ``commits``, so that pruning
+    keeps them (a later change to that deployment rebuilds from its base); stale ones go."""
+    bases = sorted({base_of(repo, c) for c in commits if c and base_of(repo, c) != c})
+    for i, base in enumerate(bases):
+        repo.set_ref(None, f"{BASE_REF_PREFIX}{i}", base)
+    for ref in repo.refs():
+        if ref.startswith(BASE_REF_PREFIX) and not ref.removeprefix(BASE_REF_PREFIX).isdigit():
+            continue
+        if ref.startswith(BASE_REF_PREFIX) and int(ref.removeprefix(BASE_REF_PREFIX)) >= len(bases):
+            repo.set_ref(None, ref, None)
+
+
 def open_apt(sysroot_path: Path, osname: str, deploy_root: Path) -> LayerApt:
     state, cache = state_dirs(sysroot_path, osname)
     return LayerApt(deploy_root, state, cache)

@@ -211,7 +211,8 @@ class Repo:
         except GLib.Error as e:
             raise _gerror(f"cannot add remote {name} to {self.path}", e) from None
 
-    def set_ref(self, remote: str | None, ref: str, checksum: str) -> None:
+    def set_ref(self, remote: str | None, ref: str, checksum: str | None) -> None:
+        """Point ``ref`` at ``checksum``; None deletes the ref."""
         try:
             self._repo.set_ref_immediate(remote, ref, checksum, None)
         except GLib.Error as e:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core import layering
-from apt_ostree.core.deploy import Change, LayerOptions, build_target, origin_of
+from apt_ostree.core.deploy import Change, LayerOptions, build_target, deploy_new, origin_of
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
 from apt_ostree.core.pkgdb import commit_packages, diff_packages
@@ -124,7 +124,7 @@ def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOption
         return Change(True, merge.checksum, merge.checksum, plan=plan)
     diff = diff_packages(commit_packages(repo, merge.checksum), commit_packages(repo, target))
     progress.step(f"Deploying {target[:12]}")
-    deployment = sysroot.deploy(merge.osname, target, origin, None, merge, opts.lock_finalization)
+    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge, opts.lock_finalization)
     return Change(True, target, merge.checksum, repo.commit(target).metadata.get("version"), diff, deployment, plan)
 
 

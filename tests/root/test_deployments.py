@@ -20,13 +20,16 @@ SCHEMA_KEYS = {"id": str, "osname": str, "serial": int, "checksum": str, "timest
                "packages": list, "base-removals": list}
 
 
-def derive(repo: Path, ref: str, version: str, files: dict[str, str], tmp: Path) -> str:
-    """A new commit on ``ref``: the current one plus ``files`` (what a recompose with an extra file gives)."""
+def derive(repo: Path, ref: str, version: str, files: dict[str, str], tmp: Path, base: str | None = None) -> str:
+    """A new commit on ``ref``: ``base`` (default: the ref's commit) plus ``files``
+    (what a recompose with an extra file gives); its metadata is kept."""
     tree = tmp / f"extra-{version}"
     for rel, text in files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_text(text)
-    out = subprocess.run(["ostree", "commit", f"--repo={repo}", "-b", ref, f"--tree=ref={ref}", f"--tree=dir={tree}",
+    parent = [f"--parent={base}"] if base else []
+    out = subprocess.run(["ostree", "commit", f"--repo={repo}", "-b", ref, *parent, f"--tree=ref={base or ref}",
+                          f"--tree=dir={tree}",
                           f"--add-metadata-string=version={version}", "--keep-metadata=ostree.bootable",
                           "--keep-metadata=ostree.linux", "--keep-metadata=apt-ostree.packages"],
                          check=True, capture_output=True, text=True).stdout

@@ -258,6 +258,15 @@ def test_local_deb_and_upgrade_relayers(layer_root: Path, updates: Path, aot_rep
     assert d["base-checksum"] == new_base and d["requested-packages"] == ["aot-alt"]
     assert cat(layer_root, str(d["checksum"]), "/usr/share/new-base") == "v2\n"
     assert cat(layer_root, str(d["checksum"]), "/usr/share/aot-base-lib/lib") == "base lib\n"
+    # the bases of layered deployments are kept by refs (a prune would drop them otherwise)
+    refs = subprocess.run(["ostree", "refs", f"--repo={layer_root}/ostree/repo"], check=True, capture_output=True,
+                          text=True).stdout.split()
+    kept = {subprocess.run(["ostree", "rev-parse", f"--repo={layer_root}/ostree/repo", r], check=True,
+                           capture_output=True, text=True).stdout.strip()
+            for r in refs if r.startswith("apt-ostree/base/")}
+    assert kept == {minimal.checksum, new_base}
+    apt_ostree("cleanup", "-b", "--sysroot", layer_root)
+    assert not list((layer_root / "ostree/repo/tmp").glob("apt-ostree-lower-*"))
     assert apt_ostree("upgrade", "--sysroot", layer_root, "--unchanged-exit-77", check=False).returncode == 77
     # --install on upgrade; reset drops everything
     apt_ostree("upgrade", "--sysroot", layer_root, "--install", "aot-opt")

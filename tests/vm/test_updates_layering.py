@@ -39,7 +39,9 @@ def test_install_upgrade_uninstall_rollback(guest: Guest, minimal: Composed, upd
     assert refused.returncode != 0 and "apt-ostree install nano" in refused.stderr
     assert g.run("dpkg -l htop", check=False).returncode == 0
 
-    new_base = derive(updates, minimal.ref, "12.99", {"usr/share/apt-ostree-test/new-base": "v2\n"}, tmp_path)
+    # (test_updates.py left minimal_extra, which has htop, on the ref: derive from minimal itself)
+    new_base = derive(updates, minimal.ref, "12.99", {"usr/share/apt-ostree-test/new-base": "v2\n"}, tmp_path,
+                      base=minimal.checksum)
     g.run("apt-ostree upgrade", timeout=900)
     reboot(g)
     d = booted(g)
