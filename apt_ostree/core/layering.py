@@ -33,7 +33,7 @@ from apt_ostree.core.layer_apt import LayerApt, LocalDeb, Plan
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, STATUS_PATHS, packages_variant
-from apt_ostree.errors import AptOstreeError, CommandError, ComposeError, LayeringError, RepoError
+from apt_ostree.errors import CommandError, ComposeError, LayeringError, RepoError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run, unmount_below
 from apt_ostree.sandbox import Bind, Sandbox
@@ -105,7 +105,7 @@ def _local_debs(apt: LayerApt, origin: Origin) -> tuple[list[LocalDeb], list[Loc
 
 
 def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progress, *,
-         cache_only: bool = False, allow_inactive: bool = False, extra_local: tuple[LocalDeb, ...] = ()) -> Plan:
+         cache_only: bool = False, allow_inactive: bool = False) -> Plan:
     """Resolve the origin's requests on ``base``; refreshes the package lists unless ``cache_only``."""
     status = None
     for rel in STATUS_PATHS:
@@ -118,7 +118,6 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
     if status is None:
         raise RepoError(f"commit {base[:12]} has no dpkg database", hint=f"expected /{STATUS_PATHS[0]}")
     local, replace = _local_debs(apt, origin)
-    local += [d for d in extra_local if d.sha256 not in {x.sha256 for x in local}]
     apt.configure(status, [*local, *replace])
     if not cache_only:
         apt.refresh(progress)
@@ -317,5 +316,3 @@ def _postprocess(root: Path, progress: Progress) -> list[Package]:
     packages = parse_dpkg_status(status.read_text(errors="replace"))
     return packages
 
-
-__all__ = ["AptOstreeError", "LayerResult", "base_of", "build", "open_apt", "plan", "state_dirs"]
