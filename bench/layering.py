@@ -82,6 +82,9 @@ def prepare(name: str, work: Path) -> Base:
     chroot = work / f"chroot-{name}"
     subprocess.run(["ostree", "checkout", f"--repo={repo}", "--force-copy", checksum, str(chroot)], check=True)
     shutil.move(str(chroot / "usr/etc"), chroot / "etc")  # a normal Debian root again
+    # /var as the booted system has it (composed trees ship it as tmpfiles.d lines)
+    subprocess.run(Sandbox(rootfs=chroot, capabilities=("ALL",)).argv(
+        ["systemd-tmpfiles", "--create", "--prefix=/var"]), check=False, capture_output=True)
     size = sum(f.lstat().st_size for f in chroot.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
     return Base(name, root, chroot, size)
 
@@ -94,14 +97,12 @@ def baseline(base: Base, pkg: str, work: Path) -> float:
     subprocess.run(["cp", "-a", str(base.chroot), str(copy)], check=True)
     (copy / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
     (copy / "usr/sbin/policy-rc.d").chmod(0o755)
-    for d in ("mnt/lists", "mnt/archives"):
-        (copy / d).mkdir(parents=True, exist_ok=True)
-    sandbox = Sandbox(rootfs=copy, capabilities=("ALL",),
-                      binds=(Bind(state / "lists", "/mnt/lists", readonly=True),
-                             Bind(cache / "archives", "/mnt/archives")),
+    sandbox = Sandbox(rootfs=copy, capabilities=("ALL",),  # (/run is a tmpfs in the sandbox)
+                      binds=(Bind(state / "lists", "/run/bench/lists"),
+                             Bind(cache / "archives", "/run/bench/archives")),
                       env={"DEBIAN_FRONTEND": "noninteractive"})
-    argv = sandbox.argv(["apt-get", "install", "-y", "-q", "--no-download", "-o", "Dir::State::Lists=/mnt/lists",
-                         "-o", "Dir::Cache::archives=/mnt/archives", "-o", "APT::Install-Recommends=false",
+    argv = sandbox.argv(["apt-get", "install", "-y", "-q", "--no-download", "-o", "Dir::State::Lists=/run/bench/lists",
+                         "-o", "Dir::Cache::archives=/run/bench/archives", "-o", "APT::Install-Recommends=false",
                          "-o", "APT::Sandbox::User=root", pkg])
     start = time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -130,8 +131,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     overhead: dict[tuple[str, str], float] = {}
-    with tempfile.TemporaryDirectory(prefix="apt-ostree-bench-", dir="/var/tmp") as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="apt-ostree-bench-", dir="/var/tmp"))
+    try:
         bases = [prepare(name, work) for name in BASES]
         for base in bases:
             cli("install", "--download-only", "--sysroot", base.sysroot, *PACKAGES)  # lists and .debs
@@ -159,6 +160,11 @@ def main() -> int:
                             f"peak RSS {max(rss)} MiB, repo growth "
                             f"{growth:.2f}x unpacked size | apt-get install in a chroot copy: {b:.2f} s | "
                             f"**{o / b:.2f}x** | {args.rounds} rounds, median |")
+    finally:
+        # deployment directories are immutable (chattr +i), as on a real system
+        for d in work.glob("sysroot-*/ostree/deploy/*/deploy/*"):
+            subprocess.run(["chattr", "-i", str(d)], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
     for pkg in PACKAGES:
         small, large = overhead[("small", pkg)], overhead[("large", pkg)]
         rows.append(f"| {datetime.date.today()} | time above apt-get, {pkg}: large base vs small base | "

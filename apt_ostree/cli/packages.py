@@ -118,8 +118,10 @@ def plan_lines(plan: Plan) -> list[str]:
 
 def _run(args: argparse.Namespace, req: packages.Request) -> int:
     sysroot = Sysroot.open(args.sysroot)
+    progress = progress_for(args)
     with sysroot.locked():
-        change = packages.change(sysroot, req, progress_for(args), _options(args))
+        change = packages.change(sysroot, req, progress, _options(args))
+    progress.done()
     return report(args, sysroot, change)
 
 

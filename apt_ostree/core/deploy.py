@@ -292,8 +292,7 @@ def cleanup(sysroot: Sysroot, *, pending: bool, rollback_: bool, base: bool) -> 
         layering.protect_bases(sysroot.repo(), [d.checksum for d in keep])
         sysroot.cleanup()
     if base:  # the cached lower checkouts of layering
-        for lower in (sysroot.repo().path / "tmp").glob("apt-ostree-lower-*"):
-            shutil.rmtree(lower, ignore_errors=True)
+        shutil.rmtree(layering.lower_cache(sysroot.repo()), ignore_errors=True)
     return removed
 
 

@@ -143,11 +143,24 @@ class LayerApt:
         out = []
         for r in host_sources(self.deploy_root):
             signed = r.signed_by
-            if signed is not None and self.deploy_root != Path("/"):
-                signed = self.deploy_root / str(signed).lstrip("/")
+            if signed is not None:
+                signed = self._keyring(self.deploy_root / str(signed).lstrip("/"))
             uris = tuple("copy:" + u.removeprefix("file:") if u.startswith("file:") else u for u in r.uris)
             out.append(AptRepo(uris, r.suites, r.components, signed))
         return tuple(out)
+
+    def _keyring(self, path: Path) -> Path:
+        """A copy of a deployment's keyring at a stable path: every deployment has its own
+        directory, and a sources.list that changes with it would invalidate APT's caches."""
+        if not path.is_file():
+            return path  # APT names the missing file
+        dest = self.work / "keyrings" / (hashlib.sha256(str(path.relative_to(self.deploy_root)).encode())
+                                         .hexdigest()[:16] + path.suffix)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        data = path.read_bytes()
+        if not dest.exists() or dest.read_bytes() != data:
+            dest.write_bytes(data)
+        return dest
 
     def configure(self, status: Path | None = None, local: Sequence[LocalDeb] = ()) -> None:
         """Point apt_pkg at the deployment's configuration and our state directories."""
@@ -156,7 +169,7 @@ class LayerApt:
         sources = sources_list_text(self.sources())
         if local:
             sources += f"deb [trusted=yes] copy:{self._local_repo(local)} ./\n"
-        (self.work / "sources.list").write_text(sources)
+        _write_if_changed(self.work / "sources.list", sources)  # (a new mtime invalidates APT's cache)
         if status is None:
             status = self.work / "status"
             status.touch()
@@ -174,8 +187,9 @@ class LayerApt:
             "Dir::State::extended_states": str(self.work / "extended_states"),
             "Dir::Cache": str(self.cache),
             "Dir::Cache::archives": str(self.archives),
-            "Dir::Cache::pkgcache": "",
-            "Dir::Cache::srcpkgcache": "",
+            # APT's binary caches, checked by APT against the lists and the status file
+            "Dir::Cache::pkgcache": str(self.cache / "pkgcache.bin"),
+            "Dir::Cache::srcpkgcache": str(self.cache / "srcpkgcache.bin"),
             "Dir::Etc::SourceList": str(self.work / "sources.list"),
             "Dir::Etc::SourceParts": str(self.work / "sources.list.d"),
             "Dir::Log": str(self.work / "log"),
@@ -427,6 +441,15 @@ class LayerApt:
         apt_pkg.config.set("DPkg::Install::Recursive", "false")
         apt_pkg.config.set("DPkg::Install::Recursive::Force", "true")
         pm = self._pm
+        # APT deletes its binary caches after running dpkg (the host's status changed, it assumes);
+        # ours describe the base, which did not change: keep them for the next resolution.
+        kept = []
+        for name in ("pkgcache.bin", "srcpkgcache.bin"):
+            path, keep = self.cache / name, self.cache / f"{name}.keep"
+            if path.exists():
+                keep.unlink(missing_ok=True)
+                os.link(path, keep)
+                kept.append((path, keep))
         read_fd, write_fd = os.pipe()
         reader = threading.Thread(target=_status_reader, args=(read_fd, progress), daemon=True)
         reader.start()
@@ -438,8 +461,18 @@ class LayerApt:
         finally:
             os.close(write_fd)
             reader.join(timeout=10)
+            for path, keep in kept:
+                if path.exists():
+                    keep.unlink()
+                else:
+                    keep.rename(path)
         if result != pm.RESULT_COMPLETED:
             raise _dpkg_failure(log)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def _unmet(depcache: apt_pkg.DepCache, pkg: apt_pkg.Package) -> list[str]:

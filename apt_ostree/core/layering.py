@@ -113,7 +113,8 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
         if data is not None:
             apt.work.mkdir(parents=True, exist_ok=True)
             status = apt.work / "base-status"
-            status.write_bytes(data)
+            if not status.exists() or status.read_bytes() != data:  # unchanged: APT's cache stays valid
+                status.write_bytes(data)
             break
     if status is None:
         raise RepoError(f"commit {base[:12]} has no dpkg database", hint=f"expected /{STATUS_PATHS[0]}")
@@ -152,18 +153,27 @@ def build(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progre
 # ---------------------------------------------------------------- the tree
 
 
+def lower_cache(repo: Repo) -> Path:
+    """Where lower checkouts are cached: in the repository's tmp dir (same file system, which
+    hardlinks need). libostree's cleanup deletes tmp entries untouched for a day, and a checkout's
+    own mtime is 0, so the checkouts live in a directory whose mtime we keep current."""
+    return repo.path / "tmp" / "apt-ostree-cache"
+
+
 def _lower(repo: Repo, base: str) -> Path:
-    """A hardlink checkout of ``base`` (read-only by use), cached in the repository's tmp dir."""
-    tmp = repo.path / "tmp"
-    lower = tmp / f"apt-ostree-lower-{base}"
-    for old in tmp.glob("apt-ostree-lower-*"):
+    """A hardlink checkout of ``base`` (read-only by use), cached per base commit."""
+    cache = lower_cache(repo)
+    cache.mkdir(parents=True, exist_ok=True)
+    lower = cache / f"lower-{base}"
+    for old in cache.glob("lower-*"):
         if old != lower:
             shutil.rmtree(old, ignore_errors=True)
     if not lower.is_dir():
-        partial = tmp / f"apt-ostree-lower-{base}.partial"
+        partial = cache / f"lower-{base}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         repo.checkout_hardlinks(base, partial)
         partial.rename(lower)
+    os.utime(cache)
     return lower
 
 

@@ -266,7 +266,7 @@ def test_local_deb_and_upgrade_relayers(layer_root: Path, updates: Path, aot_rep
             for r in refs if r.startswith("apt-ostree/base/")}
     assert kept == {minimal.checksum, new_base}
     apt_ostree("cleanup", "-b", "--sysroot", layer_root)
-    assert not list((layer_root / "ostree/repo/tmp").glob("apt-ostree-lower-*"))
+    assert not (layer_root / "ostree/repo/tmp/apt-ostree-cache").exists()
     assert apt_ostree("upgrade", "--sysroot", layer_root, "--unchanged-exit-77", check=False).returncode == 77
     # --install on upgrade; reset drops everything
     apt_ostree("upgrade", "--sysroot", layer_root, "--install", "aot-opt")
