@@ -10,6 +10,7 @@ otherwise they are written directly.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -190,7 +191,7 @@ class Sysroot:
         raw_merge = merge.raw if merge is not None else None
         argv = list(kargs) if kargs is not None else None
         try:
-            with self._grub_env():
+            with self._grub_env(), _stdout_to_stderr():
                 if self.is_booted:
                     # (stage_tree_with_options' char** option field cannot be set from Python)
                     _, new = self._sysroot.stage_tree(osname, checksum, origin, raw_merge, argv, None)
@@ -218,7 +219,8 @@ class Sysroot:
     def cleanup(self) -> None:
         """Delete undeployed deployments and boot files, and prune unreferenced repository objects."""
         try:
-            self._sysroot.cleanup(None)
+            with _stdout_to_stderr():
+                self._sysroot.cleanup(None)
         except GLib.Error as e:
             raise RepoError(f"cannot clean up {self.path}: {e.message}") from None
 
@@ -234,6 +236,19 @@ class Sysroot:
             raise RepoError(f"cannot deploy {checksum[:12]} to {self.path}: {e.message}") from None
         self.load()
         return self.deployments()[0]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """libostree prints "Freed objects: ..." on stdout while cleaning up; stdout is for results."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextmanager
