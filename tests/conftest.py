@@ -97,3 +97,15 @@ def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.Te
     apt_ostree("compose", "tree", treefile, "--repo", minimal.repo, "--cachedir", cachedir,
                "--source-date-epoch", EPOCH, "--write-commitid-to", work / "commitid")
     return Composed(minimal.repo, "test/extra", (work / "commitid").read_text().strip())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Deployment directories are immutable (chattr +i, as libostree makes them): make this session's
+    ones deletable again, or pytest's rotation of old temporary directories leaks them."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None) if factory is not None else None
+    if basetemp is None:
+        return
+    for pattern in ("*/*/ostree/deploy/*/deploy/*", "*/ostree/deploy/*/deploy/*", "*/*/*/ostree/deploy/*/deploy/*"):
+        for d in Path(basetemp).glob(pattern):
+            subprocess.run(["chattr", "-i", str(d)], check=False, capture_output=True)
