@@ -75,7 +75,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_sysroot_arg(rt)
     rt.add_argument("-l", "--overlays", action="store_true", help="remove only the layered packages")
     rt.add_argument("-o", "--overrides", action="store_true", help="remove only the overrides")
-    rt.add_argument("-i", "--initramfs", action="store_true", help="(no initramfs changes exist to reset)")
     add_layer_args(rt)
     rt.set_defaults(func=run_reset)
 

@@ -146,14 +146,12 @@ def _package_diff(repo: Repo, old: str, new: str) -> PackageDiff | None:
 
 def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, preview: bool = False,
             download_only: bool = False, cache_only: bool = False, allow_downgrade: bool = False,
-            lock_finalization: bool = False, origin: Origin | None = None,
-            layer_opts: LayerOptions | None = None) -> Change:
+            lock_finalization: bool = False, origin: Origin | None = None) -> Change:
     """Pull the origin's newest base and re-apply the layered packages on it (``origin``: the
     merge deployment's, or a changed one for ``upgrade --install``)."""
     merge = sysroot.merge_deployment()
     refspec = _origin(merge)
     origin = origin or origin_of(merge)
-    opts = layer_opts or LayerOptions(cache_only=cache_only, lock_finalization=lock_finalization)
     repo = sysroot.repo()
     new_base = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
     old_base = layering.base_of(repo, merge.checksum)
@@ -171,8 +169,7 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
         changed = new_base != old_base
         return Change(changed, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base))
     target, plan = build_target(sysroot, merge, new_base, origin, progress,
-                                LayerOptions(cache_only=opts.cache_only, allow_inactive=True,
-                                             download_only=download_only or opts.download_only))
+                                LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only))
     if target is None or download_only:
         return Change(True, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
     same_target = target == merge.checksum or (pending is not None and pending.checksum == target)
@@ -181,7 +178,7 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
     diff = _package_diff(repo, merge.checksum, target)
     progress.step(f"Deploying {target[:12]}")
     deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge,
-                            lock_finalization or opts.lock_finalization)
+                            lock_finalization)
     return Change(True, target, merge.checksum, version, diff, deployment, plan)
 
 

@@ -7,7 +7,6 @@ touched), then builds the deployment from scratch: base + the whole request set
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +126,3 @@ def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOption
     deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge, opts.lock_finalization)
     return Change(True, target, merge.checksum, repo.commit(target).metadata.get("version"), diff, deployment, plan)
 
-
-def layered_names(origin: Origin) -> Sequence[str]:
-    return [*origin.requested_names, *(p.name for p in origin.requested_local)]

@@ -250,6 +250,7 @@ def test_local_deb_and_upgrade_relayers(layer_root: Path, updates: Path, aot_rep
     d = status(layer_root)[0]
     assert d["requested-local-packages"] == ["aot-base-lib"] and d["requested-packages"] == ["aot-alt"]
     assert "LocalPackages: aot-base-lib" in apt_ostree("status", "--sysroot", layer_root).stdout
+    assert apt_ostree("refresh-md", "-f", "--sysroot", layer_root).stdout == "Package lists updated.\n"
     # unchanged base, unchanged packages: nothing to do
     assert apt_ostree("upgrade", "--sysroot", layer_root, "--unchanged-exit-77", check=False).returncode == 77
     new_base = derive(updates, "test/os", "12.99", {"usr/share/new-base": "v2\n"}, tmp_path)
