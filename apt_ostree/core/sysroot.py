@@ -190,6 +190,7 @@ class Sysroot:
         origin = origin_.to_keyfile()
         raw_merge = merge.raw if merge is not None else None
         argv = list(kargs) if kargs is not None else None
+        before = {d.id for d in self.deployments()}
         try:
             with self._grub_env(), _stdout_to_stderr():
                 if self.is_booted:
@@ -200,11 +201,16 @@ class Sysroot:
                         STAGED_LOCK.touch()
                 else:
                     _, new = self._sysroot.deploy_tree(osname, checksum, origin, raw_merge, argv, None)
+                    # NO_CLEAN, then clean only if the write dropped a deployment: with none dropped
+                    # nothing became unreferenced, and libostree's prune (a walk of every deployed
+                    # tree, seconds on a large base) would find nothing to delete.
                     self._sysroot.simple_write_deployment(
-                        osname, new, raw_merge, OSTree.SysrootSimpleWriteDeploymentFlags.NONE, None)
+                        osname, new, raw_merge, OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None)
         except GLib.Error as e:
             raise RepoError(f"cannot deploy {checksum[:12]}: {e.message}") from None
         self.load()
+        if not self.is_booted and not before <= {d.id for d in self.deployments()}:
+            self.cleanup()
         return next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
 
     def write_order(self, order: Sequence[Deployment]) -> None:
