@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TextIO
 
+from apt_ostree import interrupt
 from apt_ostree.errors import Cancelled
 
 
@@ -44,11 +45,11 @@ class Progress:
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self._cancel.is_set() or interrupt.requested()
 
     def check_cancelled(self) -> None:
-        if self._cancel.is_set():
-            raise Cancelled("operation cancelled")
+        if self.cancelled:
+            raise Cancelled("cancelled")
 
 
 class TerminalProgress(Progress):
@@ -70,6 +71,7 @@ class TerminalProgress(Progress):
             self._step_started = None
 
     def step(self, title: str) -> None:
+        self.check_cancelled()  # a new step is a safe point to stop at
         self._finish_step()
         self._title = title
         self._step_started = time.monotonic()

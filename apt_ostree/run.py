@@ -134,6 +134,17 @@ def run(
     return result
 
 
+def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+          pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start ``argv`` without waiting (the daemon's transaction workers): clean environment, stdin
+    from /dev/null, stdout and stderr as pipes for the caller's event loop to read and reap, in a
+    session of its own (so that the caller can signal its whole process group)."""
+    args = tuple(str(a) for a in argv)
+    log.info("spawn: %s", shlex.join(args))
+    return subprocess.Popen(args, env=clean_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True)
+
+
 def _terminate(proc: subprocess.Popen[str]) -> None:
     """SIGTERM the child's process group; SIGKILL it if it has not gone within 10 s."""
     try:

@@ -6,15 +6,28 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from apt_ostree.core.pkgdb import PackageDiff
 from apt_ostree.errors import UsageError
-from apt_ostree.progress import TerminalProgress
+from apt_ostree.progress import Progress, TerminalProgress
 
 
-def progress_for(args: argparse.Namespace) -> TerminalProgress:
-    return TerminalProgress(verbose=bool(getattr(args, "verbose", False)))
+def _terminal(verbose: bool) -> Progress:
+    return TerminalProgress(verbose=verbose)
+
+
+_progress_factory: list[Callable[[bool], Progress]] = [_terminal]
+
+
+def set_progress_factory(factory: Callable[[bool], Progress]) -> None:
+    """How commands report progress: the terminal (default), or the daemon worker's events."""
+    _progress_factory[0] = factory
+
+
+def progress_for(args: argparse.Namespace) -> Progress:
+    return _progress_factory[0](bool(getattr(args, "verbose", False)))
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from apt_ostree.cli.common import diff_lines, out, progress_for
 from apt_ostree.cli.status import EXIT_UNCHANGED, add_sysroot_arg
-from apt_ostree.core import deploy, layering, packages
+from apt_ostree.core import config, deploy, layering, packages
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages
@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--check", action="store_true", help="only tell whether an upgrade is available")
     up.add_argument("--preview", action="store_true", help="show the package changes of the upgrade; deploy nothing")
     up.add_argument("--download-only", action="store_true", help="pull the upgrade; deploy nothing")
+    up.add_argument("--trigger-automatic-update-policy", action="store_true",
+                    help="do what AutomaticUpdatePolicy in apt-ostreed.conf says (the automatic timer)")
     _common(up, downgrade=True)
     up.set_defaults(func=run_upgrade)
 
@@ -131,6 +133,12 @@ def unchanged(args: argparse.Namespace, message: str) -> int:
 
 def run_upgrade(args: argparse.Namespace) -> int:
     sysroot = _open(args)
+    if args.trigger_automatic_update_policy:
+        policy = config.load(config.config_path(sysroot.merge_deployment().path)).automatic_update_policy
+        if policy == "none":
+            out("Automatic updates are not enabled.")
+            return 0
+        args.check, args.reboot = args.check or policy == "check", args.reboot or policy == "apply"
     with sysroot.locked():
         change = deploy.upgrade(sysroot, progress_for(args), check=args.check, preview=args.preview,
                                 download_only=args.download_only, cache_only=args.cache_only,
@@ -191,16 +199,26 @@ def run_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_kargs(args: argparse.Namespace) -> int:
-    sysroot = _open(args)
+def _kargs_deployment(args: argparse.Namespace, sysroot: Sysroot) -> Deployment:
     deployments = sysroot.deployments()
     if args.deploy_index is not None and not 0 <= args.deploy_index < len(deployments):
         raise UsageError(f"--deploy-index={args.deploy_index}: there are {len(deployments)} deployments")
-    base = deployments[args.deploy_index] if args.deploy_index is not None else sysroot.merge_deployment()
-    current = base.kargs.split()
+    return deployments[args.deploy_index] if args.deploy_index is not None else sysroot.merge_deployment()
+
+
+def kargs_base(args: argparse.Namespace) -> list[str]:
+    """The kernel arguments kargs starts from: the deployment's, or /proc/cmdline's."""
+    current = _kargs_deployment(args, _open(args)).kargs.split()
     if args.import_proc_cmdline:
         with open("/proc/cmdline") as f:
             current = [a for a in f.read().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
+    return current
+
+
+def run_kargs(args: argparse.Namespace) -> int:
+    sysroot = _open(args)
+    base = _kargs_deployment(args, sysroot)
+    current = kargs_base(args)
     edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present, args.replace)
     if not any(edits) and not args.editor and not args.import_proc_cmdline:
         out(" ".join(current))

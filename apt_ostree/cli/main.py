@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from apt_ostree import __version__
-from apt_ostree.cli import compose, db, deployments, packages, status
+from apt_ostree import __version__, interrupt
+from apt_ostree.cli import client, compose, daemon, db, deployments, packages, status
 from apt_ostree.errors import AptOstreeError, Cancelled, LayeringError
 
 EXIT_UNCHANGED = 77
@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     packages.register(sub)
     compose.register(sub)
     db.register(sub)
+    daemon.register(sub)
+    for name in client.MUTATING:
+        verb = sub.choices[name]
+        nested = [a for a in verb._actions if isinstance(a, argparse._SubParsersAction)]
+        for p in (list(nested[0].choices.values()) if nested else [verb]):
+            if not any("--no-queue" in a.option_strings for a in p._actions):
+                client.add_args(p)
     return parser
 
 
@@ -40,12 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    interrupt.install()
     try:
+        if client.wants_daemon(args):
+            return client.run(args)
         return int(args.func(args))
     except Cancelled as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 130
     except AptOstreeError as e:
+        if interrupt.requested():  # e.g. dpkg stopped by the cancel's SIGINT: the cause is the cancel
+            print("error: cancelled", file=sys.stderr)
+            return 130
         if args.debug:
             raise
         print(f"error: {e.message}", file=sys.stderr)

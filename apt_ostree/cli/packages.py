@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 
 from apt_ostree.cli.common import diff_lines, out, progress_for
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_sysroot_arg(se)
     se.add_argument("query", nargs="+", metavar="QUERY", help="words in the name or summary; name:GLOB for names")
     se.add_argument("-C", "--cache-only", action="store_true", help="do not refresh the package lists")
+    se.add_argument("--json", action="store_true", help="a JSON list of {name, version, summary}")
     se.set_defaults(func=run_search)
 
 
@@ -187,6 +189,9 @@ def run_search(args: argparse.Namespace) -> int:
     if not args.cache_only or not apt.has_lists():
         apt.refresh(progress_for(args))
     found = apt.search(args.query)
+    if args.json:
+        out(json.dumps([{"name": n, "version": v, "summary": s} for n, v, s in found], indent=2))
+        return 0 if found else 1
     for name, version, summary in found:
         out(f"{name} {version}: {summary}")
     if not found:

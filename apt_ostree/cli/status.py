@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from apt_ostree.cli import client
 from apt_ostree.cli.common import out
+from apt_ostree.core import config
 from apt_ostree.core.status import pending, status_json
 from apt_ostree.core.sysroot import Sysroot
 
@@ -37,7 +39,23 @@ def _when(ts: int) -> str:
 
 
 def render(data: dict[str, Any], verbose: bool) -> list[str]:
-    lines = ["State: idle", "Deployments:"]
+    transaction = data.get("transaction")
+    lines = [f"State: {'busy' if transaction else 'idle'}"]
+    if transaction:
+        lines.append(f"Transaction: {transaction[0]}")
+        lines.append(f"  Initiator: {transaction[1]}")
+    if data.get("automatic-update-policy"):
+        policy = data["automatic-update-policy"]
+        lines.append(f"AutomaticUpdates: {'disabled' if policy == 'none' else policy}")
+    update = data.get("cached-update")
+    if update:
+        lines.append("AvailableUpdate:")
+        if update.get("version"):
+            lines.append(f"{'Version':>26}: {update['version']} ({_when(update['timestamp'])})")
+        else:
+            lines.append(f"{'Timestamp':>26}: {_when(update['timestamp'])}")
+        lines.append(f"{'Commit':>26}: {update['checksum']}")
+    lines.append("Deployments:")
     for d in data["deployments"]:
         mark = "●" if d["booted"] else " "
         lines.append(f"{mark} {d['origin'] or d['checksum']}")
@@ -73,6 +91,10 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
 def run_status(args: argparse.Namespace) -> int:
     sysroot = Sysroot.open(args.sysroot)
     data = status_json(sysroot)
+    merge = sysroot.merge_deployment() if data["deployments"] else None
+    if merge is not None:
+        data["automatic-update-policy"] = config.load(config.config_path(merge.path)).automatic_update_policy
+    data["transaction"] = client.active_transaction(args.sysroot)
     if args.booted:
         booted = [d for d in data["deployments"] if d["booted"]] or data["deployments"][:1]
         data["deployments"] = booted

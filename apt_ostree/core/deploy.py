@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from apt_ostree import interrupt
 from apt_ostree.core import layering
 from apt_ostree.core.layer_apt import Plan
 from apt_ostree.core.origin import Origin
@@ -110,9 +111,10 @@ def deploy_new(sysroot: Sysroot, osname: str, checksum: str, origin: Origin, kar
             merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
     """Sysroot.deploy, with the base commits of layered deployments protected from its prune."""
     repo = sysroot.repo()
-    layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
-    deployment = sysroot.deploy(osname, checksum, origin, kargs, merge, lock_finalization)
-    layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
+    with interrupt.committing():
+        layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
+        deployment = sysroot.deploy(osname, checksum, origin, kargs, merge, lock_finalization)
+        layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
     return deployment
 
 

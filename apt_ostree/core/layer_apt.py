@@ -24,6 +24,7 @@ from pathlib import Path
 import apt.progress.base
 import apt_pkg
 
+from apt_ostree.core import config
 from apt_ostree.core.apt import host_sources, sources_list_text
 from apt_ostree.core.treefile import AptRepo
 from apt_ostree.errors import AptError, LayeringError
@@ -200,6 +201,8 @@ class LayerApt:
             "Acquire::Languages": "none",
             "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled": "false",
         }
+        if not config.load(config.config_path(self.deploy_root)).recommends:
+            settings["APT::Install-Recommends"] = "false"  # apt-ostreed.conf's Recommends=false
         for key, value in settings.items():
             cnf.set(key, value)
         apt_pkg.init_system()
@@ -440,6 +443,9 @@ class LayerApt:
         # .deb paths on the command line (mapped into the sandbox), not a symlink dir in the host's /tmp
         apt_pkg.config.set("DPkg::Install::Recursive", "false")
         apt_pkg.config.set("DPkg::Install::Recursive::Force", "true")
+        # no pty: APT would start dpkg in a session of its own, out of reach of Ctrl-C and of the
+        # daemon's cancel (SIGINT to our process group); dpkg's output goes to the log anyway
+        apt_pkg.config.set("DPkg::Use-Pty", "false")
         pm = self._pm
         # APT deletes its binary caches after running dpkg (the host's status changed, it assumes);
         # ours describe the base, which did not change: keep them for the next resolution.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from apt_ostree.core import layering
+from apt_ostree.core import config, layering
 from apt_ostree.core.deploy import Change, LayerOptions, build_target, deploy_new, origin_of
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
@@ -109,6 +109,9 @@ def new_origin(merge: Deployment, base_names: set[str], req: Request) -> tuple[O
 def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOptions) -> Change:
     """Apply ``req`` to the merge deployment: a new deployment (or, with ``opts.dry_run``, a plan)."""
     merge = sysroot.merge_deployment()
+    path = config.config_path(merge.path)
+    if config.load(path).lock_layering:
+        raise LayeringError("package changes are locked on this system", hint=f"LockLayering=true in {path}")
     repo = sysroot.repo()
     base = layering.base_of(repo, merge.checksum)
     base_names = {p.name for p in commit_packages(repo, base)}

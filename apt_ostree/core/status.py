@@ -66,10 +66,12 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
 
 def status_json(sysroot: Sysroot) -> dict[str, Any]:
     repo = sysroot.repo()
+    deployments = sysroot.deployments()
     return {
-        "deployments": [deployment_json(repo, d) for d in sysroot.deployments()],
+        "deployments": [deployment_json(repo, d) for d in deployments],
         "transaction": None,
-        "cached-update": None,
+        "cached-update": cached_update(sysroot, [d for d in deployments if d.osname == deployments[0].osname])
+        if deployments else None,
         "update-driver": None,
         "sysroot": str(Path(sysroot.path)),
     }
@@ -83,3 +85,24 @@ def pending(sysroot: Sysroot) -> bool:
     if sysroot.is_booted:
         return any(d.staged for d in deployments) or not deployments[0].booted
     return False
+
+
+def cached_update(sysroot: Sysroot, deployments: list[Deployment]) -> dict[str, Any] | None:
+    """A newer commit of the default deployment's origin already in the repo (after upgrade --check)."""
+    default = deployments[0] if deployments else None
+    if default is None or default.origin is None:
+        return None
+    repo = sysroot.repo()
+    refspec = str(default.origin.refspec)
+    head = repo.resolve_ref(refspec)
+    base = deployment_json(repo, default).get("base-checksum") or default.checksum
+    if head is None or head == base:
+        return None
+    try:
+        info, base_info = repo.commit(head), repo.commit(base)
+    except RepoError:
+        return None
+    if info.timestamp <= base_info.timestamp:
+        return None
+    return {"osname": default.osname, "checksum": head, "version": info.metadata.get("version"),
+            "timestamp": info.timestamp, "origin": refspec}

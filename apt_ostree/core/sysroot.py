@@ -23,6 +23,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
+from apt_ostree import interrupt  # noqa: E402
 from apt_ostree.core import grub  # noqa: E402
 from apt_ostree.core.origin import Origin  # noqa: E402
 from apt_ostree.core.ostree import Repo  # noqa: E402
@@ -216,7 +217,7 @@ class Sysroot:
     def write_order(self, order: Sequence[Deployment]) -> None:
         """Make ``order`` the deployment list (the first boots next): rollback, set-default."""
         try:
-            with self._grub_env():
+            with self._grub_env(), interrupt.committing():
                 self._sysroot.write_deployments([d.raw for d in order], None)
         except GLib.Error as e:
             raise RepoError(f"cannot write deployments of {self.path}: {e.message}") from None
@@ -225,7 +226,7 @@ class Sysroot:
     def cleanup(self) -> None:
         """Delete undeployed deployments and boot files, and prune unreferenced repository objects."""
         try:
-            with _stdout_to_stderr():
+            with _stdout_to_stderr(), interrupt.committing():
                 self._sysroot.cleanup(None)
         except GLib.Error as e:
             raise RepoError(f"cannot clean up {self.path}: {e.message}") from None

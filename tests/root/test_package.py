@@ -23,12 +23,23 @@ def test_lintian_has_no_errors(deb: Path) -> None:
 def test_contents(deb: Path) -> None:
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
     for path in ("./usr/bin/apt-ostree", "./usr/lib/python3/dist-packages/apt_ostree/cli/main.py",
-                 "./usr/share/man/man8/apt-ostree.8.gz", "./usr/share/bash-completion/completions/apt-ostree"):
+                 "./usr/share/man/man8/apt-ostree.8.gz", "./usr/share/bash-completion/completions/apt-ostree",
+                 # apt-ostreed (docs/dbus-api.md)
+                 "./usr/share/dbus-1/system.d/org.projectatomic.aptostree1.conf",
+                 "./usr/share/dbus-1/system-services/org.projectatomic.aptostree1.service",
+                 "./usr/share/dbus-1/interfaces/org.projectatomic.aptostree1.xml",
+                 "./usr/share/polkit-1/actions/org.projectatomic.aptostree1.policy",
+                 "./etc/apt-ostreed.conf", "./lib/systemd/system/apt-ostreed.service",
+                 "./lib/systemd/system/apt-ostreed-automatic.service",
+                 "./lib/systemd/system/apt-ostreed-automatic.timer"):
         assert path in listing
+    postinst = subprocess.run(["dpkg-deb", "-I", str(deb), "postinst"], capture_output=True, text=True,
+                              check=True).stdout
+    assert "apt-ostreed-automatic.timer" in postinst  # enabled by the package
     assert "__pycache__" not in listing
     fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True,
                             check=True).stdout
-    for dep in ("python3-gi", "gir1.2-ostree-1.0", "python3-apt", "bubblewrap", "ostree"):
+    for dep in ("python3-gi", "gir1.2-ostree-1.0", "python3-apt", "bubblewrap", "ostree", "dbus"):
         assert dep in fields
 
 

@@ -1,0 +1,1 @@
+"""apt-ostreed: the system D-Bus service that runs every change to the booted system as a transaction."""

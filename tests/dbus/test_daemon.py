@@ -1,0 +1,278 @@
+"""apt-ostreed on a private system-like bus, serving a sysroot directory: its interface against the
+committed XML, the CLI through it (same output as in-process), busctl and Gio as clients, progress
+signals in order, the queue, --no-queue, cancel, a daemon killed mid-transaction, idle exit."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Composed, error_lines
+from tests.dbus.conftest import Bus, Daemon, cli, cli_background, gone, layer_sysroot, start_daemon, wait_for_process
+from tests.debrepo import SignedRepo
+from tests.root.test_deployments import derive
+from tests.root.test_layering import fsck
+
+pytestmark = pytest.mark.dbus
+
+TOP = Path(__file__).resolve().parent.parent.parent
+NAME = "org.projectatomic.aptostree1"
+SYSROOT = "/org/projectatomic/aptostree1/Sysroot"
+OS = "/org/projectatomic/aptostree1/debian"
+
+
+def busctl(bus: Bus, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["busctl", f"--address={bus.address}", *args], capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def deployments(root: Path) -> list[dict[str, Any]]:
+    data = json.loads(subprocess.run(
+        ["/usr/bin/python3", "-m", "apt_ostree.cli.main", "status", "--json", "--sysroot", str(root)],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "APT_OSTREE_NO_DAEMON": "1"},
+        check=True, capture_output=True, text=True).stdout)
+    return list(data["deployments"])
+
+
+def ids(root: Path) -> list[str]:
+    return [str(d["id"]) for d in deployments(root)]
+
+
+def mounts_below(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def interfaces(xml: str) -> dict[str, list[tuple[str, ...]]]:
+    """Each apt-ostree interface as a sorted list of its members and their signatures."""
+    out = {}
+    for iface in ET.fromstring(xml).iter("interface"):
+        name = iface.get("name", "")
+        if not name.startswith(NAME):
+            continue
+        members = []
+        for m in iface:
+            args = tuple(f"{a.get('direction', 'out' if m.tag == 'method' else '')}:{a.get('type')}"
+                         for a in m.iter("arg"))
+            members.append((m.tag, m.get("name", ""), m.get("type", ""), m.get("access", ""), *args))
+        out[name] = sorted(members)
+    return out
+
+
+def test_interface_matches_committed_xml(daemon_root: Daemon) -> None:
+    bus = daemon_root.bus
+    expected = interfaces((TOP / "data/org.projectatomic.aptostree1.xml").read_text())
+    seen = interfaces(busctl(bus, "introspect", "--xml-interface", NAME, SYSROOT).stdout)
+    seen.update(interfaces(busctl(bus, "introspect", "--xml-interface", NAME, OS).stdout))
+    # a transaction: a rollback nobody starts
+    path = busctl(bus, "call", NAME, OS, f"{NAME}.OS", "Rollback", "a{sv}", "0").stdout.split('"')[1]
+    seen.update(interfaces(busctl(bus, "introspect", "--xml-interface", NAME, path).stdout))
+    assert seen == expected
+    # queued (busctl left the bus; a transaction waits 30 s to be started), then cancelled with busctl
+    assert busctl(bus, "get-property", NAME, SYSROOT, f"{NAME}.Sysroot", "ActiveTransactionPath").stdout.strip() \
+        == f's "{path}"'
+    busctl(bus, "call", NAME, path, f"{NAME}.Transaction", "Cancel")
+    time.sleep(0.5)
+    assert busctl(bus, "get-property", NAME, SYSROOT, f"{NAME}.Sysroot", "ActiveTransactionPath").stdout.strip() \
+        == 's ""'
+    assert busctl(bus, "get-property", NAME, SYSROOT, f"{NAME}.Sysroot", "Path").stdout.strip() \
+        == f's "{daemon_root.sysroot}"'
+    assert len(ids(daemon_root.sysroot)) == 1  # the cancelled rollback never ran
+
+
+def _masked(text: str) -> str:
+    return re.sub(r"\b[0-9a-f]{12,64}\b", "CSUM", text)
+
+
+def test_cli_through_the_daemon_prints_what_in_process_prints(
+        daemon_root: Daemon, updates_template: Path, minimal: Composed, dbus_repo: SignedRepo,
+        tmp_path: Path) -> None:
+    bus = daemon_root.bus
+    other = layer_sysroot(tmp_path / "in-process", daemon_root.sysroot.parent / "updates", minimal, dbus_repo)
+    steps = [
+        ("install", "aot-hello", "--dry-run"),
+        ("install", "aot-hello"),
+        ("install", "aot-hello"),  # already requested: an error
+        ("install", "aot-fail"),  # a failing postinst: an error with the script's output
+        ("uninstall", "--idempotent", "aot-nothere", "--unchanged-exit-77"),
+        ("kargs", "--append", "aot.test=1"),
+        ("rollback",),
+        ("cleanup", "-r"),
+        ("override", "remove", "aot-nothere"),
+        ("uninstall", "--all"),
+    ]
+    for step in steps:
+        via = cli(bus, *step, "--sysroot", daemon_root.sysroot, check=False)
+        local = cli(bus, *step, "--sysroot", other, check=False, daemon=False)
+        what = " ".join(step)
+        assert via.returncode == local.returncode, (what, via.stderr, local.stderr)
+        assert _masked(via.stdout) == _masked(local.stdout), what
+        assert error_lines(via) == error_lines(local), what
+        assert [_masked(ln) for ln in via.stderr.splitlines() if ln.startswith("==> ")] == \
+            [_masked(ln) for ln in local.stderr.splitlines() if ln.startswith("==> ")], what
+    assert "post-installation script subprocess returned error exit status 3" in "".join(
+        error_lines(cli(bus, "install", "aot-fail", "--sysroot", daemon_root.sysroot, check=False)))
+    assert [d["requested-packages"] for d in deployments(daemon_root.sysroot)] == \
+        [d["requested-packages"] for d in deployments(other)]
+    assert "transaction 1 running" in daemon_root.log.read_text()
+    fsck(daemon_root.sysroot)
+
+
+def _call(bus: Bus, method: str, signature: str, args: tuple[Any, ...]) -> tuple[str, list[tuple[str, Any]]]:
+    """Call an OS method with Gio, start the transaction, collect its signals until Finished."""
+    from gi.repository import Gio, GLib
+
+    conn = Gio.DBusConnection.new_for_address_sync(
+        bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+        None, None)
+    (path,) = conn.call_sync(NAME, OS, f"{NAME}.OS", method, GLib.Variant(signature, args), None, 0, -1,
+                             None).unpack()
+    seen: list[tuple[str, Any]] = []
+    loop = GLib.MainLoop()
+
+    def on_signal(_c: Any, _s: str, _p: str, _i: str, name: str, params: Any) -> None:
+        seen.append((name, params.unpack()))
+        if name == "Finished":
+            loop.quit()
+
+    conn.signal_subscribe(NAME, f"{NAME}.Transaction", None, path, None, 0, on_signal)
+    GLib.timeout_add_seconds(600, loop.quit)
+    conn.call_sync(NAME, path, f"{NAME}.Transaction", "Start", None, None, 0, -1, None)
+    loop.run()
+    conn.close_sync(None)
+    return path, seen
+
+
+def test_progress_signals_in_order_and_busctl_upgrade_rollback(daemon_root: Daemon) -> None:
+    from gi.repository import GLib
+
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    _, seen = _call(bus, "PkgChange", "(a{sv}asas)", ({}, ["aot-hello"], []))
+    names = [n for n, _ in seen]
+    assert names[0] == "TaskBegin" and names[-4:] == ["TaskEnd", "ProgressEnd", "CommandResult", "Finished"], names
+    tasks = [(n, a[0]) for n, a in seen if n in ("TaskBegin", "TaskEnd")]
+    assert tasks == [(n, title) for _, title in tasks[::2] for n in ("TaskBegin", "TaskEnd")], tasks
+    assert [a[0] for n, a in seen if n == "TaskBegin"][-1].startswith("Deploying")
+    assert seen[-1][1] == (True, "")
+    code, out, _err = seen[-2][1]
+    assert code == 0 and "Deployed: " in out
+    assert deployments(root)[0]["requested-packages"] == ["aot-hello"]
+    # a refused request: an error from the method itself, nothing queued
+    try:
+        _call(bus, "Upgrade", "(a{sv})", ({"no-such-option": GLib.Variant("b", True)},))
+        raise AssertionError("an unknown option was accepted")
+    except GLib.Error as e:
+        assert "unknown option 'no-such-option' for upgrade" in e.message
+    # busctl drives an upgrade (a new commit on the remote) and a rollback
+    updates = root.parent / "updates"
+    derive(updates, "test/os", "12.dbus-upgrade", {"usr/share/aot-upgrade/README": "x\n"}, root.parent)
+    for method, signature, args in (("Upgrade", "a{sv}", ["0"]), ("Rollback", "a{sv}", ["0"])):
+        before = ids(root)
+        path = busctl(bus, "call", NAME, OS, f"{NAME}.OS", method, signature, *args).stdout.split('"')[1]
+        busctl(bus, "call", NAME, path, f"{NAME}.Transaction", "Start")
+        for _ in range(600):
+            if ids(root) != before and busctl(bus, "get-property", NAME, SYSROOT, f"{NAME}.Sysroot",
+                                              "ActiveTransactionPath").stdout.strip() == 's ""':
+                break
+            time.sleep(0.5)
+        if method == "Upgrade":
+            new = deployments(root)[0]
+            assert new["version"] == "12.dbus-upgrade" and new["requested-packages"] == ["aot-hello"]
+        else:
+            assert ids(root) == [before[1], before[0]]
+    fsck(root)
+
+
+def test_queue_no_queue_and_cancel(daemon_root: Daemon) -> None:
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    before = ids(root)
+    slow = cli_background(bus, "install", "aot-slow", "--sysroot", root)
+    wait_for_process("aot-slow.postinst")
+    refused = cli(bus, "install", "aot-opt", "--no-queue", "--sysroot", root, check=False)
+    assert refused.returncode == 1
+    assert error_lines(refused)[0].startswith("error: Transaction in progress: apt-ostree install aot-slow"), \
+        refused.stderr
+    queued = cli_background(bus, "install", "aot-opt", "--sysroot", root)
+    time.sleep(3)
+    assert queued.poll() is None  # waiting behind aot-slow
+    cancel = cli(bus, "cancel", "--sysroot", root)
+    assert cancel.stdout.startswith("Cancelled: apt-ostree install aot-slow")
+    _, err = slow.communicate(timeout=120)
+    assert slow.returncode == 130 and "error: cancelled" in err, err
+    out, err = queued.communicate(timeout=600)
+    assert queued.returncode == 0, err
+    assert "Waiting for transaction" in err and "aot-slow" in err
+    assert gone("aot-slow.postinst")
+    new = deployments(root)
+    assert [d["requested-packages"] for d in new] == [["aot-opt"], []]  # aot-slow left no trace
+    assert [d["id"] for d in new][1:] == before
+    assert mounts_below(root) == []
+    fsck(root)
+
+
+def test_two_concurrent_installs_both_succeed(daemon_root: Daemon) -> None:
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    first = cli_background(bus, "install", "aot-conffile", "--sysroot", root)
+    second = cli_background(bus, "install", "aot-var", "--sysroot", root)
+    results = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    assert any("Waiting for transaction" in err for _, err in results)
+    assert sorted(deployments(root)[0]["requested-packages"]) == ["aot-conffile", "aot-var"]
+    fsck(root)
+
+
+def test_daemon_killed_mid_transaction_changes_nothing(daemon_root: Daemon) -> None:
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    before = ids(root)
+    slow = cli_background(bus, "install", "aot-slow", "--sysroot", root)
+    wait_for_process("aot-slow.postinst")
+    daemon_root.proc.kill()
+    _, err = slow.communicate(timeout=120)
+    assert slow.returncode == 1 and "error: apt-ostreed exited during the transaction" in err, err
+    for _ in range(240):
+        if gone("apt_ostree.daemon.worker") and gone("aot-slow.postinst"):
+            break
+        time.sleep(0.5)
+    assert gone("apt_ostree.daemon.worker") and gone("aot-slow.postinst")
+    assert ids(root) == before
+    assert mounts_below(root) == []
+    fsck(root)
+    # the lock was released: the next daemon can change the system
+    again = start_daemon(bus, root)
+    try:
+        cli(bus, "install", "aot-hello", "--sysroot", root)
+    finally:
+        again.stop()
+
+
+def test_idle_daemon_exits_and_automatic_policy(daemon_root: Daemon) -> None:
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    daemon_root.stop()
+    idle = start_daemon(bus, root, "[Daemon]\nIdleExitTimeout=2\nAutomaticUpdatePolicy=check\n")
+    assert busctl(bus, "get-property", NAME, SYSROOT, f"{NAME}.Sysroot", "AutomaticUpdatePolicy").stdout.strip() \
+        == 's "check"'
+    check = cli(bus, "upgrade", "--trigger-automatic-update-policy", "--sysroot", root)
+    assert check.stdout.startswith("No upgrade available."), check.stdout
+    idle.proc.wait(timeout=30)
+    assert idle.proc.returncode == 0
+    assert "idle for 2 s: exiting" in idle.log.read_text()
+
+
+def test_unprivileged_caller_is_refused_without_polkit(daemon_root: Daemon) -> None:
+    """No polkit on the private bus: a non-root caller's change is refused (fails closed)."""
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "busctl",
+                           f"--address={bus.address}", "call", NAME, OS, f"{NAME}.OS", "PkgChange", "a{sv}asas",
+                           "0", "1", "aot-hello", "0"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "org.projectatomic.aptostree1.install-uninstall-packages" in proc.stderr, \
+        proc.stderr
+    assert len(ids(root)) == 1
