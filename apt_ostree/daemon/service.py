@@ -227,7 +227,21 @@ class Daemon:
     def _sysroot_call(self, connection: Gio.DBusConnection, sender: str, path: str, iface: str, method: str,
                       params: GLib.Variant, invocation: Gio.DBusMethodInvocation) -> None:
         self.last_activity = time.monotonic()
-        args = params.unpack()
+        self._guarded(invocation, method, ERROR_FAILED,
+                      lambda: self._sysroot_method(connection, sender, method, params.unpack(), invocation))
+
+    def _guarded(self, invocation: Gio.DBusMethodInvocation, method: str, error: str, call: Callable[[], None]) -> None:
+        """Run a method's handler; its error becomes the D-Bus error ``error`` (a bug: Failed)."""
+        try:
+            call()
+        except AptOstreeError as e:
+            self._error(invocation, error, e.message)
+        except Exception as e:  # a bug must not take the daemon down with the other clients
+            log.exception("%s failed", method)
+            self._error(invocation, ERROR_FAILED, f"{method}: {e}")
+
+    def _sysroot_method(self, connection: Gio.DBusConnection, sender: str, method: str, args: tuple[Any, ...],
+                        invocation: Gio.DBusMethodInvocation) -> None:
         if method == "RegisterClient":
             if sender not in self.clients:
                 watch = Gio.bus_watch_name_on_connection(connection, sender, Gio.BusNameWatcherFlags.NONE, None,
@@ -291,13 +305,8 @@ class Daemon:
     def _os_call(self, osname: str) -> Callable[..., None]:
         def call(connection: Gio.DBusConnection, sender: str, path: str, iface: str, method: str,
                  params: GLib.Variant, invocation: Gio.DBusMethodInvocation) -> None:
-            try:
-                self._os_method(osname, sender, method, params.unpack(), invocation)
-            except AptOstreeError as e:
-                self._error(invocation, ERROR_INVALID, e.message)
-            except Exception as e:  # a bug must not take the daemon down with the other clients
-                log.exception("%s failed", method)
-                self._error(invocation, ERROR_FAILED, f"{method}: {e}")
+            self._guarded(invocation, method, ERROR_INVALID,
+                          lambda: self._os_method(osname, sender, method, params.unpack(), invocation))
         return call
 
     def _os_method(self, osname: str, sender: str, method: str, args: tuple[Any, ...],

@@ -40,7 +40,7 @@ def _active(g: Guest) -> str:
 
 def test_daemon_in_guest(guest: Guest, minimal: Composed, updates: Path, tmp_path: Path) -> None:
     g = guest
-    g.run("printf '[Daemon]\\nIdleExitTimeout=5\\n' > /etc/apt-ostreed.conf")
+    g.run("printf '[Daemon]\\nIdleExitTimeout=20\\n' > /etc/apt-ostreed.conf")
     g.run("systemctl stop apt-ostreed", check=False)  # earlier tests' commands activated it
     assert _active(g) != "active"
     assert "Deployments:" in g.run("apt-ostree status").stdout
@@ -72,7 +72,7 @@ def test_daemon_in_guest(guest: Guest, minimal: Composed, updates: Path, tmp_pat
 
     # the automatic-update timer's service, with the check policy, then with stage
     new = derive(updates, minimal.ref, "12.auto", {"usr/share/apt-ostree-test/auto": "auto\n"}, tmp_path)
-    g.run("printf '[Daemon]\\nAutomaticUpdatePolicy=check\\nIdleExitTimeout=5\\n' > /etc/apt-ostreed.conf")
+    g.run("printf '[Daemon]\\nAutomaticUpdatePolicy=check\\nIdleExitTimeout=20\\n' > /etc/apt-ostreed.conf")
     g.run("apt-ostree reload")
     g.run("systemctl start apt-ostreed-automatic.service", timeout=900)
     human = g.run("apt-ostree status").stdout
