@@ -249,7 +249,7 @@ def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan,
         except OSError as e:
             raise LayeringError(f"a package wrote into the tree's /etc mount point: {e}") from None
         progress.step("Post-processing the layered tree")
-        packages = _postprocess(merged, progress)
+        packages = _postprocess(merged, lower, progress)
         unmount_below(merged.parent)
         return _commit(repo, base, origin, p, fingerprint, packages, upper, progress)
 
@@ -295,8 +295,14 @@ def _create_var(merged: Path, progress: Progress) -> None:
                       "--prefix=/usr/local"]), check=False, progress=progress, what="systemd-tmpfiles")
 
 
-def _postprocess(root: Path, progress: Progress) -> list[Package]:
+def _postprocess(root: Path, lower: Path, progress: Progress) -> list[Package]:
     """Make the merged tree OSTree-ready again; return its package list."""
+    # dpkg's status-old is the status before its last run: an intermediate state of this layer, a
+    # new object as big as the status file. Before the layer is what it means: the base's status
+    # (the same object, so it costs nothing).
+    database = layout.DPKG_DATABASE
+    if (lower / database / "status").is_file() and (root / database / "status-old").exists():
+        shutil.copyfile(lower / database / "status", root / database / "status-old")
     for key in (root / "usr/etc/ssh").glob("ssh_host_*"):
         key.unlink()
     layout.add_ssh_keygen(root)
