@@ -385,31 +385,32 @@ class LayerApt:
         import fnmatch
 
         cache, depcache = self._open()
-        records = apt_pkg.PackageRecords(cache)
-        found = []
+        candidates = {}
         for pkg in cache.packages:
             ver = depcache.get_candidate_ver(pkg)
-            if ver is None or not ver.file_list:
-                continue
-            summary = None
-            ok = True
+            if ver is not None and ver.file_list:
+                candidates[pkg.name] = ver.ver_str
+        # Summaries come from reading the lists once, in order: looking each one up (PackageRecords)
+        # seeks in compressed lists and took minutes for a word matched against every package.
+        summaries: dict[str, str] = {}
+        for path in sorted(self.lists.glob("*_Packages*")):
+            with apt_pkg.TagFile(str(path)) as tags:
+                for section in tags:
+                    name = section.get("Package")
+                    if name in candidates and section.get("Version") == candidates[name]:
+                        summaries.setdefault(name, (section.get("Description") or "").split("\n")[0])
+        found = []
+        for name, version in candidates.items():
+            summary = summaries.get(name, "")
             for q in queries:
                 if q.startswith("name:"):
-                    ok = fnmatch.fnmatch(pkg.name, q.removeprefix("name:"))
-                elif q.lower() in pkg.name:
-                    ok = True
+                    ok = fnmatch.fnmatch(name, q.removeprefix("name:"))
                 else:
-                    if summary is None:
-                        records.lookup(ver.file_list[0])
-                        summary = records.short_desc or ""
-                    ok = q.lower() in summary.lower()
+                    ok = q.lower() in name or q.lower() in summary.lower()
                 if not ok:
                     break
-            if ok:
-                if summary is None:
-                    records.lookup(ver.file_list[0])
-                    summary = records.short_desc or ""
-                found.append((pkg.name, ver.ver_str, summary))
+            else:
+                found.append((name, version, summary))
         return sorted(found)
 
     # ------------------------------------------------------------ download

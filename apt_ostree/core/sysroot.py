@@ -127,7 +127,8 @@ class Sysroot:
             raise RepoError(f"sysroot {self.path} is locked by another operation",
                             hint="wait for the other apt-ostree or ostree command to finish")
         try:
-            yield
+            with interrupt.cooperative():  # a cancel stops at a safe point (apt_ostree/interrupt.py)
+                yield
         finally:
             self._sysroot.unlock()
 

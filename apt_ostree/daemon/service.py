@@ -406,7 +406,10 @@ class Daemon:
 
 
 def _rollback(sysroot: Sysroot, osname: str, deployments: list[Deployment]) -> Deployment | None:
-    """libostree's idea of the rollback deployment: the one that is neither booted nor pending."""
+    """The deployment `rollback` would boot: libostree's idea of it (neither booted nor pending) on
+    a booted system; on a sysroot that is not booted, the one after the default."""
+    if not sysroot.is_booted:
+        return deployments[1] if len(deployments) > 1 else None
     _pending, rollback = sysroot.gobject.query_deployments_for(osname)
     if rollback is None:
         return None

@@ -276,3 +276,62 @@ def test_unprivileged_caller_is_refused_without_polkit(daemon_root: Daemon) -> N
     assert proc.returncode != 0 and "org.projectatomic.aptostree1.install-uninstall-packages" in proc.stderr, \
         proc.stderr
     assert len(ids(root)) == 1
+
+
+def _bus_call(bus: Bus, path: str, iface: str, method: str, signature: str | None, args: tuple[Any, ...]) -> Any:
+    from gi.repository import Gio, GLib
+
+    conn = Gio.DBusConnection.new_for_address_sync(
+        bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+        None, None)
+    try:
+        reply = conn.call_sync(NAME, path, iface, method, GLib.Variant(signature, args) if signature else None,
+                               None, 0, -1, None)
+    finally:
+        conn.close_sync(None)
+    return reply.unpack() if reply is not None else None
+
+
+def _prop(bus: Bus, path: str, iface: str, name: str) -> Any:
+    return _bus_call(bus, path, "org.freedesktop.DBus.Properties", "Get", "(ss)", (iface, name))[0]
+
+
+def test_read_only_methods_and_properties(daemon_root: Daemon) -> None:
+    """Search, GetPackages, the package diff, GetOS, the deployment properties and CachedUpdate."""
+    from gi.repository import GLib
+
+    bus, root = daemon_root.bus, daemon_root.sysroot
+    cli(bus, "install", "aot-hello", "--sysroot", root)
+    new, old = deployments(root)
+    os_iface, sysroot_iface = f"{NAME}.OS", f"{NAME}.Sysroot"
+    (found,) = _bus_call(bus, OS, os_iface, "Search", "(as)", (["aot-hel"],))
+    assert [(p["name"], p["version"]) for p in found] == [("aot-hello", "1.0")]
+    (pkgs,) = _bus_call(bus, OS, os_iface, "GetPackages", "(sas)", ("", ["aot-hello", "aot-lib"]))
+    assert sorted(p["name"] for p in pkgs) == ["aot-hello", "aot-lib"]
+    (pkgs,) = _bus_call(bus, OS, os_iface, "GetPackages", "(sas)", (old["id"], ["aot-hello"]))
+    assert pkgs == []
+    (changes,) = _bus_call(bus, OS, os_iface, "GetDeploymentsPackageDiff", "(ss)", (old["id"], new["id"]))
+    assert sorted((c["name"], c["change"]) for c in changes) == [
+        ("aot-base-lib", "added"), ("aot-hello", "added"), ("aot-lib", "added")]
+    assert _prop(bus, OS, os_iface, "Name") == "debian"
+    assert _prop(bus, OS, os_iface, "DefaultDeployment")["id"] == new["id"]
+    assert _prop(bus, OS, os_iface, "RollbackDeployment")["id"] == old["id"]
+    assert _prop(bus, OS, os_iface, "BootedDeployment") == {}
+    assert _prop(bus, SYSROOT, sysroot_iface, "Booted") == "/"
+    listed = _prop(bus, SYSROOT, sysroot_iface, "Deployments")
+    assert [d["id"] for d in listed] == [new["id"], old["id"]] and listed[0]["requested-packages"] == ["aot-hello"]
+    assert _bus_call(bus, SYSROOT, sysroot_iface, "GetOS", "(s)", ("debian",)) == (OS,)
+    try:
+        _bus_call(bus, SYSROOT, sysroot_iface, "GetOS", "(s)", ("fedora",))
+        raise AssertionError("GetOS of an unknown stateroot succeeded")
+    except GLib.Error as e:
+        assert "no stateroot 'fedora'" in e.message
+    _bus_call(bus, SYSROOT, sysroot_iface, "ReloadConfig", None, ())
+    # CachedUpdate: a newer commit of the origin fetched by `upgrade --check`
+    assert _prop(bus, OS, os_iface, "CachedUpdate") == {}
+    head = derive(root.parent / "updates", "test/os", "12.cached", {"usr/share/aot-cached": "x\n"}, root.parent)
+    assert "Available commit: " + head in cli(bus, "upgrade", "--check", "--sysroot", root).stdout
+    cached = _prop(bus, OS, os_iface, "CachedUpdate")
+    assert cached["checksum"] == head and cached["version"] == "12.cached"
+    human = cli(bus, "status", "--sysroot", root).stdout
+    assert "AvailableUpdate:" in human and head in human, human

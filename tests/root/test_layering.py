@@ -310,4 +310,7 @@ def test_real_debian_packages(layer_root: Path) -> None:
     assert "libnl-3.so.200" in cat(layer_root, new, "/usr/etc/ld.so.cache")
     hits = apt_ostree("search", "--sysroot", layer_root, "-C", "name:nginx-l*").stdout
     assert hits.startswith("nginx-light ")
+    # words match names and summaries (every package's summary is read: this took minutes once)
+    hits = apt_ostree("search", "--sysroot", layer_root, "-C", "interactive", "viewer").stdout
+    assert "htop " in hits and ": interactive processes viewer" in hits, hits
     fsck(layer_root)
