@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_TAIL_LINES = 40
+CANCEL_POLL = 0.2  # seconds between checks for a cancel while a child runs
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,10 @@ def run(
             proc.stdin.close()
     cancelled = False
     try:
-        while True:
-            try:
-                proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if progress is not None and progress.cancelled and not cancelled:
-                    cancelled = True
-                    _terminate(proc)
+        while not _exited(proc, CANCEL_POLL):
+            if progress is not None and progress.cancelled and not cancelled:
+                cancelled = True
+                _terminate(proc)
     except BaseException:
         # Ctrl-C or an error in the caller: the child runs in its own session, so stop it here.
         _terminate(proc)
@@ -132,6 +130,29 @@ def run(
             returncode=proc.returncode,
         )
     return result
+
+
+def _exited(proc: subprocess.Popen[str], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``proc``; True once it has exited (reaped).
+    A pidfd wakes us the moment the child exits (Popen.wait's timeout polls with sleeps of
+    up to 50 ms, which every short command paid)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (OSError, AttributeError):  # no pidfd support: Popen's own wait
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            return False
+    finally:
+        os.close(pidfd)
+    proc.wait()
+    return True
 
 
 def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,

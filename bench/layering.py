@@ -7,7 +7,12 @@ sandbox, delta commit, new deployment written) against `apt-get install --no-dow
 writable copy of the same base, from the same lists and .debs. Also the peak RSS of the apt-ostree
 process tree and the repository's growth against the new packages' unpacked size.
 
-    make deb && /usr/bin/python3 bench/layering.py [--rounds N] [--no-write]
+Sysroots, chroot copies and repositories live on a fresh ext4 file system made with mkfs.ext4's
+defaults (journal on), as on the root partition of `compose disk-image` and of a Debian install,
+in a loop-mounted image file. --host-fs runs in /var/tmp instead (see docs/benchmarks.md for why
+that can differ: ext4 without a journal makes directory creation slow after mass deletions).
+
+    make deb && /usr/bin/python3 bench/layering.py [--rounds N] [--host-fs] [--no-write]
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +43,13 @@ from bench.results import add_rows  # noqa: E402
 CACHE = TOP / "_build/bench-cache"
 BASES = {"small": TOP / "bench/base-small.yaml", "large": TOP / "bench/base-large.yaml"}
 PACKAGES = ("htop", "openssh-server")
+FS_SIZE = 24 << 30  # sparse
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8"}
 
 
 def cli(*args: str | Path) -> tuple[float, int]:
     """Run apt-ostree; return (wall seconds, peak RSS in MiB of it and its children)."""
+    os.sync()  # neither side pays for the writeback of what ran before it
     start = time.monotonic()
     proc = subprocess.Popen(["/usr/bin/python3", "-m", "apt_ostree.cli.main", *map(str, args)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,6 +113,7 @@ def baseline(base: Base, pkg: str, work: Path) -> float:
     argv = sandbox.argv(["apt-get", "install", "-y", "-q", "--no-download", "-o", "Dir::State::Lists=/run/bench/lists",
                          "-o", "Dir::Cache::archives=/run/bench/archives", "-o", "APT::Install-Recommends=false",
                          "-o", "APT::Sandbox::User=root", pkg])
+    os.sync()  # the copy's writeback is not part of apt-get's time
     start = time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     took = time.monotonic() - start
@@ -124,15 +134,48 @@ def unpacked_kb(sysroot: Path, checksum: str) -> int:
     return total
 
 
+@contextmanager
+def bench_fs(host_fs: bool) -> Iterator[Path]:
+    """A work directory: on a fresh journaled ext4 in an image file, or (``host_fs``) in /var/tmp."""
+    work = Path(tempfile.mkdtemp(prefix="apt-ostree-bench-", dir="/var/tmp"))
+    mnt = work / "fs"
+    try:
+        if host_fs:
+            yield work
+            return
+        image = work / "fs.img"
+        with open(image, "wb") as f:
+            f.truncate(FS_SIZE)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        mnt.mkdir()
+        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+        try:
+            yield mnt
+        finally:
+            _unfreeze(mnt)
+            subprocess.run(["umount", str(mnt)], check=False)
+    finally:
+        _unfreeze(work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _unfreeze(work: Path) -> None:
+    # deployment directories are immutable (chattr +i), as on a real system
+    for d in work.glob("sysroot-*/ostree/deploy/*/deploy/*"):
+        subprocess.run(["chattr", "-i", str(d)], check=False, capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--host-fs", action="store_true",
+                        help="work in /var/tmp instead of a fresh journaled ext4 file system")
     args = parser.parse_args()
     rows = []
     overhead: dict[tuple[str, str], float] = {}
-    work = Path(tempfile.mkdtemp(prefix="apt-ostree-bench-", dir="/var/tmp"))
-    try:
+    fs = "/var/tmp (host fs)" if args.host_fs else "journaled ext4"
+    with bench_fs(args.host_fs) as work:
         bases = [prepare(name, work) for name in BASES]
         for base in bases:
             cli("install", "--download-only", "--sysroot", base.sysroot, *PACKAGES)  # lists and .debs
@@ -159,16 +202,12 @@ def main() -> int:
                             f"({base.size_mb:.0f} MB), resolve to deployment written | {o:.2f} s, "
                             f"peak RSS {max(rss)} MiB, repo growth "
                             f"{growth:.2f}x unpacked size | apt-get install in a chroot copy: {b:.2f} s | "
-                            f"**{o / b:.2f}x** | {args.rounds} rounds, median |")
-    finally:
-        # deployment directories are immutable (chattr +i), as on a real system
-        for d in work.glob("sysroot-*/ostree/deploy/*/deploy/*"):
-            subprocess.run(["chattr", "-i", str(d)], check=False, capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+                            f"**{o / b:.2f}x** | {args.rounds} rounds, median, {fs} |")
     for pkg in PACKAGES:
         small, large = overhead[("small", pkg)], overhead[("large", pkg)]
         rows.append(f"| {datetime.date.today()} | time above apt-get, {pkg}: large base vs small base | "
-                    f"+{large:.2f} s | +{small:.2f} s | **{large / small:.2f}x** | {args.rounds} rounds, median |")
+                    f"+{large:.2f} s | +{small:.2f} s | **{large / small:.2f}x** | "
+                    f"{args.rounds} rounds, median, {fs} |")
     print("\n".join(rows))
     if not args.no_write:
         add_rows("<!-- bench/layering.py -->", "## Layering", rows)

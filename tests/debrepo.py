@@ -1,9 +1,9 @@
 """Synthetic .debs (built with dpkg-deb) in a local APT repository signed with a fresh key.
 
-The packages cover what layering must get right: a Depends chain, a failing
-postinst, a Conflicts with a base package, a conffile, a system user made in
-postinst, update-alternatives, dpkg-divert of a base file, a file trigger,
-content in /var and in /opt.
+The packages cover what layering must get right: a Depends chain, a dependency
+on a virtual package, a failing postinst, a Conflicts with a base package, a
+conffile, a system user made in postinst, update-alternatives, dpkg-divert of a
+base file, a file trigger, content in /var and in /opt.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ PACKAGES = (
     Deb("aot-base-lib", files={"/usr/share/aot-base-lib/lib": "base lib\n"}),
     Deb("aot-fail", files={"/usr/share/aot-fail/README": "never configured\n"},
         scripts={"postinst": SH + "echo 'aot-fail: this postinst fails on purpose' >&2\nexit 3\n"}),
+    Deb("aot-virtual-user", control={"Depends": "aot-virtual"}, files={"/usr/share/aot-virtual-user/x": "x\n"}),
+    Deb("aot-provider", control={"Provides": "aot-virtual"}, files={"/usr/share/aot-provider/x": "x\n"}),
     Deb("aot-conflict", control={"Conflicts": "less"}, files={"/usr/share/aot-conflict/README": "x\n"}),
     Deb("aot-needs-newer", control={"Depends": "libc6 (>= 99)"}, files={"/usr/share/aot-needs-newer/x": "x\n"}),
     Deb("aot-conffile", files={"/etc/aot-conffile.conf": "setting = 1\n"},

@@ -295,14 +295,21 @@ def _create_var(merged: Path, progress: Progress) -> None:
                       "--prefix=/usr/local"]), check=False, progress=progress, what="systemd-tmpfiles")
 
 
+def _backups_as_base(root: Path, lower: Path) -> None:
+    """dpkg's status-old and debconf's *.dat-old hold the database before its last write: an
+    intermediate state of this layer, each a new object as big as the database (debconf's
+    templates.dat is ~800 KB). Before the layer is what they mean here: the base's file, the
+    same object as the base's, so they cost nothing."""
+    for database in (layout.DPKG_DATABASE, layout.DEBCONF_DATABASE):
+        for backup in (root / database).glob("*-old"):
+            before = lower / database / backup.name.removesuffix("-old")
+            if backup.is_file() and not backup.is_symlink() and before.is_file() and not before.is_symlink():
+                shutil.copyfile(before, backup)
+
+
 def _postprocess(root: Path, lower: Path, progress: Progress) -> list[Package]:
     """Make the merged tree OSTree-ready again; return its package list."""
-    # dpkg's status-old is the status before its last run: an intermediate state of this layer, a
-    # new object as big as the status file. Before the layer is what it means: the base's status
-    # (the same object, so it costs nothing).
-    database = layout.DPKG_DATABASE
-    if (lower / database / "status").is_file() and (root / database / "status-old").exists():
-        shutil.copyfile(lower / database / "status", root / database / "status-old")
+    _backups_as_base(root, lower)
     for key in (root / "usr/etc/ssh").glob("ssh_host_*"):
         key.unlink()
     layout.add_ssh_keygen(root)

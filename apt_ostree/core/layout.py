@@ -21,11 +21,12 @@ from pathlib import Path
 from apt_ostree.errors import ComposeError
 
 DPKG_DATABASE = "usr/share/dpkg/database"
+DEBCONF_DATABASE = "usr/share/debconf/database"
 
 # (path in /var, path under /usr) for package state that belongs to the tree.
 STATE_MOVES = (
     ("var/lib/dpkg", DPKG_DATABASE),
-    ("var/cache/debconf", "usr/share/debconf/database"),
+    ("var/cache/debconf", DEBCONF_DATABASE),
     ("var/lib/ucf", "usr/share/ucf/database"),
     ("var/lib/systemd/deb-systemd-helper-enabled", "usr/share/deb-systemd-helper/enabled"),
     ("var/lib/systemd/deb-systemd-helper-masked", "usr/share/deb-systemd-helper/masked"),

@@ -165,6 +165,14 @@ def test_bad_requests_change_nothing(shared_root: Path, args: list[str], expecte
     assert sorted(p.name for p in (shared_root / "ostree/repo/refs").rglob("*")) == refs
 
 
+def test_resolution_through_virtual_package(shared_root: Path) -> None:
+    """A dependency on a virtual package brings its provider (the planner walks Provides)."""
+    before = status(shared_root)
+    dry = apt_ostree("install", "--sysroot", shared_root, "aot-virtual-user", "--dry-run").stdout
+    assert "aot-provider 1.0 all" in dry and "aot-virtual-user 1.0 all" in dry, dry
+    assert status(shared_root) == before
+
+
 def test_unsigned_source(layer_root: Path, tmp_path: Path) -> None:
     unsigned = make_repo(Path(tempfile.mkdtemp(prefix="apt-ostree-unsigned-", dir="/var/tmp")),
                          (Deb("aot-unsigned"),), sign=False)
@@ -205,9 +213,15 @@ def test_scripts_users_alternatives_diversions_triggers_var_opt(layer_root: Path
     fsck(layer_root)
 
 
-def test_debconf_answers(layer_root: Path) -> None:
+def test_debconf_answers(layer_root: Path, minimal: Composed) -> None:
     apt_ostree("install", "--sysroot", layer_root, "aot-debconf")
-    assert cat(layer_root, str(status(layer_root)[0]["checksum"]), "/usr/share/aot-debconf/color") == "blue\n"
+    layer = str(status(layer_root)[0]["checksum"])
+    assert cat(layer_root, layer, "/usr/share/aot-debconf/color") == "blue\n"
+    # the databases' backups are the base's files (no new objects), not an intermediate state of the layer
+    for db, name in (("dpkg", "status"), ("debconf", "templates.dat"), ("debconf", "config.dat")):
+        path = f"/usr/share/{db}/database/{name}"
+        assert cat(layer_root, layer, f"{path}-old") == cat(layer_root, minimal.checksum, path), path
+    assert "aot-debconf/color" in cat(layer_root, layer, "/usr/share/debconf/database/templates.dat")
     bad = apt_ostree("install", "--sysroot", layer_root, "aot-hello", "--debconf", "nonsense", check=False)
     assert bad.returncode == 2 and "not a debconf answer" in error_lines(bad)[0]
     # a new answer for a layered package: recorded in the origin, replayed when the tree is rebuilt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from apt_ostree.errors import Cancelled, CommandError
 from apt_ostree.progress import Progress
-from apt_ostree.run import run
+from apt_ostree.run import _exited, run
 from apt_ostree.sandbox import BWRAP, SANDBOX_PATH, Bind, Sandbox
 
 pytestmark = pytest.mark.unit
@@ -149,3 +150,15 @@ def test_run_cancelled_while_running() -> None:
     finally:
         timer.cancel()
     assert time.monotonic() - start < 5
+
+
+def test_exited_waits_for_the_child_and_reaps_it() -> None:
+    proc = subprocess.Popen(["sleep", "30"], text=True)
+    try:
+        assert _exited(proc, 0.05) is False  # still running: the timeout passes
+        assert proc.returncode is None
+    finally:
+        proc.kill()
+    assert _exited(proc, 30) is True  # woken by the exit (pidfd), reaped
+    assert proc.returncode == -9
+    assert _exited(proc, 0) is True  # already reaped: no pidfd to open, Popen knows
