@@ -54,7 +54,7 @@ demo: deps deb
 	$(PYTHON) examples/boot_demo.py $(REPO) $(REF) $(BUILD)/demo
 
 check: deps deb $(VENV)/.stamp
-	$(PYTHON) -m pytest -v tests
+	$(PYTHON) -m pytest -v --durations=25 tests
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check apt_ostree tests bench examples

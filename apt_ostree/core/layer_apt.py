@@ -13,6 +13,7 @@ runs it in the layering sandbox.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -29,6 +30,8 @@ from apt_ostree.core.apt import host_sources, sources_list_text
 from apt_ostree.core.treefile import AptRepo
 from apt_ostree.errors import AptError, LayeringError
 from apt_ostree.progress import Progress
+
+log = logging.getLogger(__name__)
 
 # Configuration that would make APT run things on the host or read the host's state.
 HOST_HOOKS = ("DPkg::Pre-Invoke", "DPkg::Post-Invoke", "DPkg::Pre-Install-Pkgs", "DPkg::Post-Install-Pkgs",
@@ -488,7 +491,10 @@ def _marked_new(cache: apt_pkg.Cache, depcache: apt_pkg.DepCache, targets: Seque
     """The packages marked for a new install, sorted by name. Found by walking the dependencies
     of what is marked (a few hundred packages instead of the archive's ~100,000) and checked
     against APT's own count of marked installs; a scan of the whole cache if they disagree."""
-    changed_base = [p for p in installed if depcache.marked_install(p)]  # upgrades, reinstalls
+    def changed(pkg: apt_pkg.Package) -> bool:  # (marked_install is a new install only)
+        return bool(depcache.marked_upgrade(pkg) or depcache.marked_downgrade(pkg) or depcache.marked_reinstall(pkg))
+
+    changed_base = [p for p in installed if changed(p)]  # override replace
     stack = [*targets, *changed_base]
     seen: set[int] = set()
     found: list[apt_pkg.Package] = []
@@ -497,10 +503,10 @@ def _marked_new(cache: apt_pkg.Cache, depcache: apt_pkg.DepCache, targets: Seque
         if pkg.id in seen:
             continue
         seen.add(pkg.id)
-        if not depcache.marked_install(pkg):
-            continue
-        if pkg.current_ver is None:
+        if pkg.current_ver is None and depcache.marked_install(pkg):
             found.append(pkg)
+        elif pkg.current_ver is None or not changed(pkg):
+            continue
         ver = depcache.get_candidate_ver(pkg)
         for groups in (ver.depends_list.values() if ver is not None else ()):
             for group in groups:
@@ -508,6 +514,8 @@ def _marked_new(cache: apt_pkg.Cache, depcache: apt_pkg.DepCache, targets: Seque
                     stack.append(dep.target_pkg)
                     stack.extend(v.parent_pkg for v in dep.all_targets())  # providers of virtual packages
     if len(found) + len(changed_base) != depcache.inst_count:
+        log.debug("planner: the walk found %d of %d marked installs; scanning the cache",
+                  len(found) + len(changed_base), depcache.inst_count)
         found = [p for p in cache.packages if p.current_ver is None and depcache.marked_install(p)]
     return sorted(found, key=lambda p: (p.name, p.architecture))
 

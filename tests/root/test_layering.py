@@ -241,14 +241,16 @@ def test_override_remove_replace_reset(layer_root: Path, minimal: Composed, tmp_
     assert "RemovedBasePackages: less" in apt_ostree("status", "--sysroot", layer_root).stdout
     fsck(layer_root)
 
-    deb = build_deb(Deb("less", "9:999-aot", files={"/usr/bin/less": "#!/bin/sh\necho replaced less\n"}),
-                    tmp_path / "build", tmp_path)
+    # (a dependency the base lacks: the planner follows the replaced base package's dependencies too)
+    deb = build_deb(Deb("less", "9:999-aot", control={"Depends": "aot-base-lib"},
+                        files={"/usr/bin/less": "#!/bin/sh\necho replaced less\n"}), tmp_path / "build", tmp_path)
     apt_ostree("override", "reset", "less", "--sysroot", layer_root)
     apt_ostree("override", "replace", deb, "--sysroot", layer_root)
     d = status(layer_root)[0]
     assert d["requested-base-local-replacements"] == ["less"]
     assert d["base-local-replacements"][0][0] == "less"  # type: ignore[index]
     assert cat(layer_root, str(d["checksum"]), "/usr/bin/less") == "#!/bin/sh\necho replaced less\n"
+    assert installed(dpkg_status(layer_root, str(d["checksum"])), "aot-base-lib")
     check_golden("override-replace-less", tree_diff(layer_root, minimal.checksum, str(d["checksum"])))
     fsck(layer_root)
 
