@@ -147,7 +147,9 @@ def _exited(proc: subprocess.Popen[str], timeout: float) -> bool:
         except subprocess.TimeoutExpired:
             return False
     try:
-        if not select.select([pidfd], [], [], timeout)[0]:
+        poller = select.poll()  # (not select(): no limit on the fd's number)
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             return False
     finally:
         os.close(pidfd)

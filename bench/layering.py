@@ -37,6 +37,7 @@ sys.path.insert(0, str(TOP))
 from apt_ostree.core.layering import state_dirs  # noqa: E402
 from apt_ostree.core.ostree import Repo  # noqa: E402
 from apt_ostree.core.sysroot import Sysroot  # noqa: E402
+from apt_ostree.run import unmount_below  # noqa: E402
 from apt_ostree.sandbox import Bind, Sandbox  # noqa: E402
 from bench.results import add_rows  # noqa: E402
 
@@ -49,7 +50,7 @@ ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL"
 
 def cli(*args: str | Path) -> tuple[float, int]:
     """Run apt-ostree; return (wall seconds, peak RSS in MiB of it and its children)."""
-    os.sync()  # neither side pays for the writeback of what ran before it
+    _sync()  # neither side pays for the writeback of what ran before it
     start = time.monotonic()
     proc = subprocess.Popen(["/usr/bin/python3", "-m", "apt_ostree.cli.main", *map(str, args)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -62,6 +63,12 @@ def cli(*args: str | Path) -> tuple[float, int]:
         sys.exit(f"apt-ostree {' '.join(map(str, args))} failed:\n{err[-2000:]}")
     # (wait4's ru_maxrss covers the process and the descendants it waited for: bwrap, dpkg, scripts)
     return took, usage.ru_maxrss // 1024
+
+
+def _sync() -> None:
+    """Twice: the first sync of the loop-mounted file system leaves the image file's pages dirty."""
+    os.sync()
+    os.sync()
 
 
 def objects_size(repo: Path) -> int:
@@ -113,7 +120,7 @@ def baseline(base: Base, pkg: str, work: Path) -> float:
     argv = sandbox.argv(["apt-get", "install", "-y", "-q", "--no-download", "-o", "Dir::State::Lists=/run/bench/lists",
                          "-o", "Dir::Cache::archives=/run/bench/archives", "-o", "APT::Install-Recommends=false",
                          "-o", "APT::Sandbox::User=root", pkg])
-    os.sync()  # the copy's writeback is not part of apt-get's time
+    _sync()  # the copy's writeback is not part of apt-get's time
     start = time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     took = time.monotonic() - start
@@ -139,6 +146,7 @@ def bench_fs(host_fs: bool) -> Iterator[Path]:
     """A work directory: on a fresh journaled ext4 in an image file, or (``host_fs``) in /var/tmp."""
     work = Path(tempfile.mkdtemp(prefix="apt-ostree-bench-", dir="/var/tmp"))
     mnt = work / "fs"
+    mounted = False
     try:
         if host_fs:
             yield work
@@ -149,14 +157,18 @@ def bench_fs(host_fs: bool) -> Iterator[Path]:
         subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
         mnt.mkdir()
         subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-        try:
-            yield mnt
-        finally:
-            _unfreeze(mnt)
-            subprocess.run(["umount", str(mnt)], check=False)
+        mounted = True
+        yield mnt
     finally:
-        _unfreeze(work)
-        shutil.rmtree(work, ignore_errors=True)
+        if mounted:
+            _unfreeze(mnt)
+            unmount_below(mnt)
+            mounted = subprocess.run(["umount", str(mnt)], check=False).returncode != 0
+        if mounted:  # never delete through a mount
+            print(f"cannot unmount {mnt}: left in place with {work}", file=sys.stderr)
+        else:
+            _unfreeze(work)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _unfreeze(work: Path) -> None:

@@ -249,7 +249,7 @@ def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan,
         except OSError as e:
             raise LayeringError(f"a package wrote into the tree's /etc mount point: {e}") from None
         progress.step("Post-processing the layered tree")
-        packages = _postprocess(merged, lower, progress)
+        packages = _postprocess(merged, upper, lower, progress)
         unmount_below(merged.parent)
         return _commit(repo, base, origin, p, fingerprint, packages, upper, progress)
 
@@ -295,21 +295,23 @@ def _create_var(merged: Path, progress: Progress) -> None:
                       "--prefix=/usr/local"]), check=False, progress=progress, what="systemd-tmpfiles")
 
 
-def _backups_as_base(root: Path, lower: Path) -> None:
+def _backups_as_base(root: Path, upper: Path, lower: Path) -> None:
     """dpkg's status-old and debconf's *.dat-old hold the database before its last write: an
     intermediate state of this layer, each a new object as big as the database (debconf's
     templates.dat is ~800 KB). Before the layer is what they mean here: the base's file, the
-    same object as the base's, so they cost nothing."""
+    same object as the base's, so they cost nothing. Only backups the layer wrote (in the
+    overlay's upper dir) are touched."""
     for database in (layout.DPKG_DATABASE, layout.DEBCONF_DATABASE):
-        for backup in (root / database).glob("*-old"):
-            before = lower / database / backup.name.removesuffix("-old")
-            if backup.is_file() and not backup.is_symlink() and before.is_file() and not before.is_symlink():
+        for written in (upper / database).glob("*-old"):
+            backup = root / database / written.name
+            before = lower / database / written.name.removesuffix("-old")
+            if written.is_file() and not written.is_symlink() and before.is_file() and not before.is_symlink():
                 shutil.copyfile(before, backup)
 
 
-def _postprocess(root: Path, lower: Path, progress: Progress) -> list[Package]:
+def _postprocess(root: Path, upper: Path, lower: Path, progress: Progress) -> list[Package]:
     """Make the merged tree OSTree-ready again; return its package list."""
-    _backups_as_base(root, lower)
+    _backups_as_base(root, upper, lower)
     for key in (root / "usr/etc/ssh").glob("ssh_host_*"):
         key.unlink()
     layout.add_ssh_keygen(root)
