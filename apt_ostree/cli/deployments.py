@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        ("replace", "KEY=VALUE or KEY=OLD=NEW")):
         ka.add_argument(f"--{flag}", action="append", default=[], metavar="KARG", help=text)
     ka.add_argument("--editor", action="store_true", help="edit the arguments in $EDITOR")
-    ka.add_argument("--deploy-index", type=int, metavar="N", help="start from deployment N instead of the booted one")
+    ka.add_argument("--deploy-index", type=int, metavar="N",
+                    help="start from deployment N's arguments (default: the pending one's, else the booted one's)")
     ka.add_argument("--import-proc-cmdline", action="store_true", help="start from /proc/cmdline")
     ka.add_argument("--unchanged-exit-77", action="store_true")
     ka.add_argument("--lock-finalization", action="store_true")
@@ -93,11 +94,11 @@ def _changed_origin(args: argparse.Namespace, sysroot: Sysroot) -> Origin | None
     """The origin with upgrade/rebase's --install/--uninstall applied (None: unchanged)."""
     if not (args.install or args.uninstall):
         return None
-    merge = sysroot.merge_deployment()
+    current, merge = sysroot.origin_deployment(), sysroot.merge_deployment()
     repo = sysroot.repo()
-    base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, merge.checksum))}
-    origin, files = packages.new_origin(merge, base_names, packages.Request(install=tuple(args.install),
-                                                                            uninstall=tuple(args.uninstall)))
+    base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, current.checksum))}
+    origin, files = packages.new_origin(current, base_names, packages.Request(install=tuple(args.install),
+                                                                              uninstall=tuple(args.uninstall)))
     if files:
         layering.open_apt(sysroot.path, merge.osname, merge.path).keep_local([read_local_deb(f) for f in files])
     return origin
@@ -199,16 +200,10 @@ def run_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kargs_deployment(args: argparse.Namespace, sysroot: Sysroot) -> Deployment:
-    deployments = sysroot.deployments()
-    if args.deploy_index is not None and not 0 <= args.deploy_index < len(deployments):
-        raise UsageError(f"--deploy-index={args.deploy_index}: there are {len(deployments)} deployments")
-    return deployments[args.deploy_index] if args.deploy_index is not None else sysroot.merge_deployment()
-
-
 def kargs_base(args: argparse.Namespace) -> list[str]:
-    """The kernel arguments kargs starts from: the deployment's, or /proc/cmdline's."""
-    current = _kargs_deployment(args, _open(args)).kargs.split()
+    """The kernel arguments kargs starts from: the deployment's (--deploy-index, else the one
+    changes build on), or /proc/cmdline's."""
+    current = deploy.kargs_source(_open(args), args.deploy_index).kargs.split()
     if args.import_proc_cmdline:
         with open("/proc/cmdline") as f:
             current = [a for a in f.read().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
@@ -217,7 +212,6 @@ def kargs_base(args: argparse.Namespace) -> list[str]:
 
 def run_kargs(args: argparse.Namespace) -> int:
     sysroot = _open(args)
-    base = _kargs_deployment(args, sysroot)
     current = kargs_base(args)
     edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present, args.replace)
     if not any(edits) and not args.editor and not args.import_proc_cmdline:
@@ -227,10 +221,10 @@ def run_kargs(args: argparse.Namespace) -> int:
                             delete=args.delete, delete_if_present=args.delete_if_present, replace=args.replace)
     if args.editor:
         new = _edit(new)
-    if new == base.kargs.split():
+    if new == sysroot.origin_deployment().kargs.split():
         return unchanged(args, "Kernel arguments unchanged.")
     with sysroot.locked():
-        deployment = deploy.set_kargs(sysroot, new, args.deploy_index, progress_for(args), args.lock_finalization)
+        deployment = deploy.set_kargs(sysroot, new, progress_for(args), args.lock_finalization)
     out("Kernel arguments updated.")
     return finish(args, sysroot, deployment)
 

@@ -55,6 +55,11 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
         else:
             lines.append(f"{'Timestamp':>26}: {_when(update['timestamp'])}")
         lines.append(f"{'Commit':>26}: {update['checksum']}")
+    start = data.get("changes-build-on")
+    if start:
+        pending = next((d for d in data["deployments"] if d["id"] == start), None)
+        what = "the staged deployment" if pending and pending["staged"] else "the pending deployment"
+        lines.append(f"Changes build on: {what} {start} (apt-ostree cleanup -p drops it)")
     lines.append("Deployments:")
     for d in data["deployments"]:
         mark = "●" if d["booted"] else " "

@@ -2,8 +2,10 @@
 
 Each takes a loaded :class:`Sysroot` (the caller holds its lock) and a
 :class:`Progress`, returns a result, and raises typed errors; nothing here
-prints. The rules follow rpm-ostree's: a change makes a new deployment from the
-merge deployment (the booted one, else the default), staged when booted.
+prints. The rules follow rpm-ostree's: a change builds on the pending deployment
+when there is one (staged, or a default not yet booted), else on the booted one
+(:class:`Start`), so that changes made before a reboot add up; /etc is merged from
+the booted deployment; the new deployment is staged when booted.
 """
 
 from __future__ import annotations
@@ -68,16 +70,40 @@ class LayerOptions:
     lock_finalization: bool = False
 
 
-def _origin(merge: Deployment) -> Refspec:
-    if not merge.origin_refspec:
-        raise RepoError(f"deployment {merge.id} has no origin refspec", hint="use rebase REMOTE:REF")
-    return Refspec.parse(merge.origin_refspec)
+@dataclass(frozen=True)
+class Start:
+    """What a change starts from: ``origin``, the deployment whose origin, base and kernel
+    arguments it changes (pending, else booted/default), and ``merge``, the /etc merge source."""
+
+    origin: Deployment
+    merge: Deployment
+
+    @classmethod
+    def of(cls, sysroot: Sysroot) -> Start:
+        return cls(sysroot.origin_deployment(), sysroot.merge_deployment())
+
+    @property
+    def on_pending(self) -> bool:
+        return self.origin.id != self.merge.id
+
+    def kargs(self, kargs: Sequence[str] | None) -> list[str] | None:
+        """The kernel arguments of the new deployment: ``kargs``, else the origin deployment's
+        (None lets libostree take the merge deployment's, which are the same)."""
+        if kargs is not None:
+            return list(kargs)
+        return self.origin.kargs.split() if self.on_pending else None
 
 
-def origin_of(merge: Deployment) -> Origin:
-    if merge.origin is None:
-        raise RepoError(f"deployment {merge.id} has no valid origin file", hint="use rebase REMOTE:REF")
-    return merge.origin
+def _origin(deployment: Deployment) -> Refspec:
+    if not deployment.origin_refspec:
+        raise RepoError(f"deployment {deployment.id} has no origin refspec", hint="use rebase REMOTE:REF")
+    return Refspec.parse(deployment.origin_refspec)
+
+
+def origin_of(deployment: Deployment) -> Origin:
+    if deployment.origin is None:
+        raise RepoError(f"deployment {deployment.id} has no valid origin file", hint="use rebase REMOTE:REF")
+    return deployment.origin
 
 
 def _existing_layers(sysroot: Sysroot, repo: Repo) -> dict[str, str]:
@@ -96,7 +122,8 @@ def _existing_layers(sysroot: Sysroot, repo: Repo) -> dict[str, str]:
 def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin, progress: Progress,
                  opts: LayerOptions) -> tuple[str | None, Plan | None]:
     """The commit to deploy for ``origin`` on ``base``: the base itself, or a layered commit
-    (None with a plan for dry runs and downloads)."""
+    (None with a plan for dry runs and downloads). APT's sources and state are ``merge``'s
+    (the booted deployment's /etc, which the new deployment's /etc is merged from)."""
     if not origin.layered:
         return base, None
     repo = sysroot.repo()
@@ -107,21 +134,17 @@ def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin,
     return result.checksum, result.plan
 
 
-def deploy_new(sysroot: Sysroot, osname: str, checksum: str, origin: Origin, kargs: Sequence[str] | None,
-            merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
-    """Sysroot.deploy, with the base commits of layered deployments protected from its prune."""
+def deploy_new(sysroot: Sysroot, start: Start, checksum: str, origin: Origin, kargs: Sequence[str] | None = None,
+               lock_finalization: bool = False) -> Deployment:
+    """Sysroot.deploy of ``checksum`` (replacing a staged deployment, whose changes ``origin``
+    already holds), with the base commits of layered deployments protected from its prune."""
     repo = sysroot.repo()
     with interrupt.committing():
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
-        deployment = sysroot.deploy(osname, checksum, origin, kargs, merge, lock_finalization)
+        deployment = sysroot.deploy(start.origin.osname, checksum, origin, start.kargs(kargs), start.merge,
+                                    lock_finalization)
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
     return deployment
-
-
-def _pending(sysroot: Sysroot) -> Deployment | None:
-    if not sysroot.is_booted:
-        return None
-    return next((d for d in sysroot.deployments() if d.index == 0 and not d.booted), None)
 
 
 def fetch(repo: Repo, refspec: Refspec, progress: Progress, *, cache_only: bool = False,
@@ -150,17 +173,16 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
             download_only: bool = False, cache_only: bool = False, allow_downgrade: bool = False,
             lock_finalization: bool = False, origin: Origin | None = None) -> Change:
     """Pull the origin's newest base and re-apply the layered packages on it (``origin``: the
-    merge deployment's, or a changed one for ``upgrade --install``)."""
-    merge = sysroot.merge_deployment()
-    refspec = _origin(merge)
-    origin = origin or origin_of(merge)
+    origin deployment's, or a changed one for ``upgrade --install``)."""
+    start = Start.of(sysroot)
+    current = start.origin
+    refspec = _origin(current)
+    origin = origin or origin_of(current)
     repo = sysroot.repo()
     new_base = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
-    old_base = layering.base_of(repo, merge.checksum)
-    pending = _pending(sysroot)
-    if not origin.layered and origin == origin_of(merge) and (
-            new_base == merge.checksum or (pending is not None and pending.checksum == new_base)):
-        return Change(False, new_base, merge.checksum)
+    old_base = layering.base_of(repo, current.checksum)
+    if not origin.layered and origin == origin_of(current) and new_base == current.checksum:
+        return Change(False, new_base, current.checksum)
     new_info = repo.commit(new_base)
     old_info = repo.commit(old_base)
     if new_info.timestamp < old_info.timestamp and not allow_downgrade:
@@ -169,19 +191,17 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
     version = new_info.metadata.get("version")
     if check or preview:
         changed = new_base != old_base
-        return Change(changed, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base))
-    target, plan = build_target(sysroot, merge, new_base, origin, progress,
+        return Change(changed, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
+    target, plan = build_target(sysroot, start.merge, new_base, origin, progress,
                                 LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only))
     if target is None or download_only:
-        return Change(True, new_base, merge.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
-    same_target = target == merge.checksum or (pending is not None and pending.checksum == target)
-    if origin == origin_of(merge) and same_target:
-        return Change(False, target, merge.checksum, plan=plan)
-    diff = _package_diff(repo, merge.checksum, target)
+        return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
+    if origin == origin_of(current) and target == current.checksum:
+        return Change(False, target, current.checksum, plan=plan)
+    diff = _package_diff(repo, current.checksum, target)
     progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge,
-                            lock_finalization)
-    return Change(True, target, merge.checksum, version, diff, deployment, plan)
+    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=lock_finalization)
+    return Change(True, target, current.checksum, version, diff, deployment, plan)
 
 
 def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Progress, cache_only: bool) -> str:
@@ -206,12 +226,13 @@ def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Prog
 
 def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cache_only: bool = False,
                     lock_finalization: bool = False, origin: Origin | None = None) -> Change:
-    merge = sysroot.merge_deployment()
-    refspec = _origin(merge)
+    start = Start.of(sysroot)
+    current = start.origin
+    refspec = _origin(current)
     repo = sysroot.repo()
     checksum = resolve_revision(repo, refspec, revision, progress, cache_only)
-    if checksum == layering.base_of(repo, merge.checksum) and (origin is None or origin == origin_of(merge)):
-        return Change(False, checksum, merge.checksum)
+    if checksum == layering.base_of(repo, current.checksum) and (origin is None or origin == origin_of(current)):
+        return Change(False, checksum, current.checksum)
     if refspec.remote is not None and not cache_only:
         progress.step(f"Pulling {checksum[:12]}")
         repo.pull(refspec.remote, [checksum])
@@ -219,36 +240,39 @@ def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cach
         info = repo.commit(checksum)
     except RepoError:
         raise RepoError(f"unknown revision {revision!r} for {refspec}") from None
-    origin = origin or origin_of(merge)
-    target, plan = build_target(sysroot, merge, checksum, origin, progress,
+    origin = origin or origin_of(current)
+    target, plan = build_target(sysroot, start.merge, checksum, origin, progress,
                                 LayerOptions(cache_only=cache_only, allow_inactive=True))
     assert target is not None
-    diff = _package_diff(repo, merge.checksum, target)
+    diff = _package_diff(repo, current.checksum, target)
     progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge, lock_finalization)
-    return Change(True, target, merge.checksum, info.metadata.get("version"), diff, deployment, plan)
+    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=lock_finalization)
+    return Change(True, target, current.checksum, info.metadata.get("version"), diff, deployment, plan)
 
 
 def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: bool = False,
            lock_finalization: bool = False, origin: Origin | None = None) -> Change:
-    merge = sysroot.merge_deployment()
-    old = _origin(merge)
+    start = Start.of(sysroot)
+    current = start.origin
+    old = _origin(current)
     new_spec = Refspec.parse(target)
     if new_spec.remote is None and ":" not in target and old.remote is not None \
             and sysroot.repo().resolve_ref(target) is None:
         new_spec = Refspec(old.remote, target)  # rpm-ostree: a bare REF keeps the current remote
     repo = sysroot.repo()
     checksum = fetch(repo, new_spec, progress, cache_only=cache_only)
-    if checksum == layering.base_of(repo, merge.checksum) and str(new_spec) == str(old):
-        return Change(False, checksum, merge.checksum)
-    new_origin = (origin or origin_of(merge)).with_changes(refspec=str(new_spec))
-    built, plan = build_target(sysroot, merge, checksum, new_origin, progress,
+    if checksum == layering.base_of(repo, current.checksum) and str(new_spec) == str(old) and (
+            origin is None or origin == origin_of(current)):
+        return Change(False, checksum, current.checksum)
+    new_origin = (origin or origin_of(current)).with_changes(refspec=str(new_spec))
+    built, plan = build_target(sysroot, start.merge, checksum, new_origin, progress,
                                LayerOptions(cache_only=cache_only, allow_inactive=True))
     assert built is not None
-    diff = _package_diff(repo, merge.checksum, built)
+    diff = _package_diff(repo, current.checksum, built)
     progress.step(f"Deploying {new_spec} ({built[:12]})")
-    deployment = deploy_new(sysroot, merge.osname, built, new_origin, None, merge, lock_finalization)
-    return Change(True, built, merge.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment, plan)
+    deployment = deploy_new(sysroot, start, built, new_origin, lock_finalization=lock_finalization)
+    return Change(True, built, current.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment,
+                  plan)
 
 
 def rollback(sysroot: Sysroot) -> Deployment:
@@ -339,14 +363,19 @@ def _check_karg(arg: str) -> None:
         raise UsageError(f"not a kernel argument: {arg!r}")
 
 
-def set_kargs(sysroot: Sysroot, new: Sequence[str], deploy_index: int | None, progress: Progress,
-              lock_finalization: bool = False) -> Deployment:
+def kargs_source(sysroot: Sysroot, deploy_index: int | None) -> Deployment:
+    """The deployment whose kernel arguments an edit starts from: deployment ``deploy_index``,
+    else the one the change builds on (the pending deployment, else the booted one)."""
     deployments = sysroot.deployments()
-    if deploy_index is not None:
-        if not 0 <= deploy_index < len(deployments):
-            raise UsageError(f"--deploy-index={deploy_index}: there are {len(deployments)} deployments")
-        base = deployments[deploy_index]
-    else:
-        base = sysroot.merge_deployment()
+    if deploy_index is None:
+        return sysroot.origin_deployment()
+    if not 0 <= deploy_index < len(deployments):
+        raise UsageError(f"--deploy-index={deploy_index}: there are {len(deployments)} deployments")
+    return deployments[deploy_index]
+
+
+def set_kargs(sysroot: Sysroot, new: Sequence[str], progress: Progress, lock_finalization: bool = False) -> Deployment:
+    """A new deployment of the origin deployment's commit and origin with the kernel arguments ``new``."""
+    start = Start.of(sysroot)
     progress.step("Deploying with the new kernel arguments")
-    return deploy_new(sysroot, base.osname, base.checksum, origin_of(base), list(new), base, lock_finalization)
+    return deploy_new(sysroot, start, start.origin.checksum, origin_of(start.origin), list(new), lock_finalization)

@@ -1,8 +1,9 @@
 """Package requests: install, uninstall, override remove/replace/reset, reset.
 
-Each operation edits the merge deployment's origin (checked before anything is
-touched), then builds the deployment from scratch: base + the whole request set
-(:func:`apt_ostree.core.deploy.build_target`).
+Each operation edits the origin of the deployment a change builds on (the pending
+one when there is one, else the booted one: :class:`apt_ostree.core.deploy.Start`),
+checked before anything is touched, then builds the deployment from scratch: base +
+the whole request set (:func:`apt_ostree.core.deploy.build_target`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core import config, layering
-from apt_ostree.core.deploy import Change, LayerOptions, build_target, deploy_new, origin_of
+from apt_ostree.core.deploy import Change, LayerOptions, Start, build_target, deploy_new, origin_of
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
 from apt_ostree.core.pkgdb import commit_packages, diff_packages
@@ -46,10 +47,10 @@ def _local(path: str) -> tuple[LocalPackage, Path]:
     return LocalPackage(deb.sha256, deb.name), p
 
 
-def new_origin(merge: Deployment, base_names: set[str], req: Request) -> tuple[Origin, list[Path]]:
-    """The merge deployment's origin changed by ``req``; UsageError/LayeringError for a bad request.
+def new_origin(current: Deployment, base_names: set[str], req: Request) -> tuple[Origin, list[Path]]:
+    """The origin of ``current`` changed by ``req``; UsageError/LayeringError for a bad request.
     Returns the new origin and the local .deb files it names (to be kept by hash)."""
-    origin = origin_of(merge)
+    origin = origin_of(current)
     files: list[Path] = []
     install, install_local = [], []
     for item in req.install:
@@ -107,25 +108,28 @@ def new_origin(merge: Deployment, base_names: set[str], req: Request) -> tuple[O
 
 
 def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOptions) -> Change:
-    """Apply ``req`` to the merge deployment: a new deployment (or, with ``opts.dry_run``, a plan)."""
-    merge = sysroot.merge_deployment()
+    """Apply ``req`` to the deployment a change builds on: a new deployment (or, with
+    ``opts.dry_run``, a plan)."""
+    start = Start.of(sysroot)
+    current, merge = start.origin, start.merge
     path = config.config_path(merge.path)
     if config.load(path).lock_layering:
         raise LayeringError("package changes are locked on this system", hint=f"LockLayering=true in {path}")
     repo = sysroot.repo()
-    base = layering.base_of(repo, merge.checksum)
+    base = layering.base_of(repo, current.checksum)
     base_names = {p.name for p in commit_packages(repo, base)}
-    origin, files = new_origin(merge, base_names, req)
-    if origin == origin_of(merge):
-        return Change(False, merge.checksum, merge.checksum)
+    origin, files = new_origin(current, base_names, req)
+    if origin == origin_of(current):
+        return Change(False, current.checksum, current.checksum)
     if files:  # keep the named .debs by hash: later upgrades re-apply them
         apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
         apt.keep_local([read_local_deb(f) for f in files])
     target, plan = build_target(sysroot, merge, base, origin, progress, opts)
     if target is None:
-        return Change(True, merge.checksum, merge.checksum, plan=plan)
-    diff = diff_packages(commit_packages(repo, merge.checksum), commit_packages(repo, target))
+        return Change(True, current.checksum, current.checksum, plan=plan)
+    diff = diff_packages(commit_packages(repo, current.checksum), commit_packages(repo, target))
     progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, merge.osname, target, origin, None, merge, opts.lock_finalization)
-    return Change(True, target, merge.checksum, repo.commit(target).metadata.get("version"), diff, deployment, plan)
+    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=opts.lock_finalization)
+    return Change(True, target, current.checksum, repo.commit(target).metadata.get("version"), diff, deployment,
+                  plan)
 

@@ -67,8 +67,11 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
 def status_json(sysroot: Sysroot) -> dict[str, Any]:
     repo = sysroot.repo()
     deployments = sysroot.deployments()
+    start = sysroot.pending_deployment()
     return {
         "deployments": [deployment_json(repo, d) for d in deployments],
+        # apt-ostree's key: the deployment the next change builds on when it is not the booted one
+        "changes-build-on": start.id if start is not None else None,
         "transaction": None,
         "cached-update": cached_update(sysroot, [d for d in deployments if d.osname == deployments[0].osname])
         if deployments else None,

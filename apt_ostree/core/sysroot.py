@@ -71,6 +71,12 @@ def _parse_origin(keyfile: GLib.KeyFile | None) -> Origin | None:
         return None
 
 
+def _options(deployment: OSTree.Deployment) -> str | None:
+    bootconfig = deployment.get_bootconfig()
+    options = bootconfig.get("options") if bootconfig is not None else None
+    return str(options) if options is not None else None
+
+
 def _user_kargs(options: str | None) -> str:
     """The kernel arguments a user set: libostree's own ostree= argument left out."""
     return " ".join(a for a in (options or "").split() if not a.startswith("ostree="))
@@ -137,8 +143,12 @@ class Sysroot:
         booted = self._sysroot.get_booted_deployment()
         staged = self._sysroot.get_staged_deployment()
         out = []
-        for i, d in enumerate(self._sysroot.get_deployments()):
-            bootconfig = d.get_bootconfig()
+        raw = self._sysroot.get_deployments()
+        booted_options = next((_options(d) for d in raw if booted is not None and d.equal(booted)), None)
+        for i, d in enumerate(raw):
+            options = _options(d)
+            if options is None and staged is not None and d.equal(staged):
+                options = booted_options  # staged without kernel arguments: finalization takes the merge's
             out.append(Deployment(
                 osname=d.get_osname(), checksum=d.get_csum(), serial=d.get_deployserial(), index=i,
                 booted=booted is not None and d.equal(booted),
@@ -148,13 +158,13 @@ class Sysroot:
                 or _keyfile_string(d.get_origin(), "origin", "refspec"),
                 origin=_parse_origin(d.get_origin()),
                 path=self.path / self._sysroot.get_deployment_dirpath(d),
-                kargs=_user_kargs(bootconfig.get("options") if bootconfig is not None else None),
+                kargs=_user_kargs(options),
                 raw=d,
             ))
         return out
 
     def merge_deployment(self) -> Deployment:
-        """The deployment changes start from: the booted one, else the default (first)."""
+        """The /etc merge source of a new deployment: the booted one, else the default (first)."""
         deployments = self.deployments()
         if not deployments:
             raise RepoError(f"sysroot {self.path} has no deployments")
@@ -162,6 +172,20 @@ class Sysroot:
             if d.booted:
                 return d
         return next(d for d in deployments if not d.staged)
+
+    def pending_deployment(self) -> Deployment | None:
+        """On a booted system, the deployment that boots next when it is not the booted one
+        (staged, or a default written before the reboot); None otherwise."""
+        deployments = self.deployments()
+        booted = next((d for d in deployments if d.booted), None)
+        if booted is None:
+            return None
+        return next((d for d in deployments if d.index < booted.index and d.osname == booted.osname), None)
+
+    def origin_deployment(self) -> Deployment:
+        """The deployment a change builds on (rpm-ostree's origin merge deployment): the pending
+        one when there is one, so that changes made before a reboot add up; else the merge deployment."""
+        return self.pending_deployment() or self.merge_deployment()
 
     # ----------------------------------------------------------- writing
     @contextmanager

@@ -331,7 +331,7 @@ class Daemon:
             self._submit(sender, invocation, lambda: requests.pkg_change(options, args[1], args[2]), options, address)
         elif method == "KernelArgs":
             options = unpack_options(args[4])
-            current = lambda: self._sysroot().merge_deployment().kargs  # noqa: E731
+            current = lambda: self._sysroot().origin_deployment().kargs  # noqa: E731
             self._submit(sender, invocation,
                          lambda: requests.kernel_args(args[0], args[1], args[2], args[3], options, current),
                          options, address)

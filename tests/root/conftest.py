@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
 from tests.conftest import Composed
+from tests.debrepo import SignedRepo, make_repo
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +52,11 @@ def make_sysroot(root: Path, updates: Path, minimal: Composed) -> Path:
 @pytest.fixture
 def sysroot(updates: Path, minimal: Composed, tmp_path: Path) -> Path:
     return make_sysroot(tmp_path / "sysroot", updates, minimal)
+
+
+@pytest.fixture(scope="session")
+def aot_repo() -> Iterator[SignedRepo]:
+    """The signed local repository of synthetic packages (tests/debrepo.py)."""
+    root = Path(tempfile.mkdtemp(prefix="apt-ostree-aot-", dir="/var/tmp"))
+    yield make_repo(root)
+    shutil.rmtree(root)

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from tests.root.conftest import make_sysroot
 pytestmark = pytest.mark.root
 
 GOLDEN = TOP / "tests/golden"
-
-
-@pytest.fixture(scope="module")
-def aot_repo() -> Iterator[SignedRepo]:
-    root = Path(tempfile.mkdtemp(prefix="apt-ostree-aot-", dir="/var/tmp"))
-    yield make_repo(root)
-    shutil.rmtree(root)
 
 
 def trust(sysroot: Path, aot_repo: SignedRepo) -> Path:
