@@ -52,7 +52,7 @@ def baseline_once(work: Path, initramfs: bool = True) -> float:
     bound for "install the packages and commit them" that shows what the initramfs costs.
     """
     tf = load_treefile(TREEFILE)
-    sources = work / "sources.list"
+    sources = work / "apt-ostree.sources"
     sources.write_text(sources_list_text(host_sources()))
     rootfs = work / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)

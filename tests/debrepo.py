@@ -98,39 +98,58 @@ class SignedRepo:
     path: Path  # serve as file://path, suite "test", component main
     keyring: Path
     debs: dict[str, Path]
+    flat: Path  # the same packages as a flat repository (unsigned)
+    armored: str = ""  # the signing key, ASCII-armored (for a deb822 inline Signed-By)
 
     def sources(self, keyring_in_tree: str = "/etc/apt/keyrings/aot-test.gpg") -> str:
         return (f"Types: deb\nURIs: file://{self.path}\nSuites: test\nComponents: main\n"
                 f"Signed-By: {keyring_in_tree}\n")
 
 
-def make_repo(root: Path, packages: tuple[Deb, ...] = PACKAGES, sign: bool = True) -> SignedRepo:
-    """Build ``packages`` into a repository under ``root`` (which must be readable by APT)."""
+def make_repo(root: Path, packages: tuple[Deb, ...] = PACKAGES, sign: bool = True,
+              suites: tuple[str, ...] = ("test",), components: tuple[str, ...] = ("main",)) -> SignedRepo:
+    """Build ``packages`` into a repository under ``root`` (which must be readable by APT): every
+    suite and component holds them all. Also a flat copy (``flat``: ``deb URI ./``), unsigned."""
     repo = root / "repo"
     debs = {d.name: build_deb(d, root / "build", repo / "pool") for d in packages}
-    binary = repo / "dists/test/main/binary-amd64"
-    binary.mkdir(parents=True)
     scanned = subprocess.run(["dpkg-scanpackages", "pool"], cwd=repo, check=True, capture_output=True).stdout
-    (binary / "Packages").write_bytes(scanned)
-    (binary / "Packages.gz").write_bytes(gzip.compress(scanned))
-    sums = "".join(f" {hashlib.sha256(f.read_bytes()).hexdigest()} {f.stat().st_size} main/binary-amd64/{f.name}\n"
-                   for f in sorted(binary.iterdir()))
-    release = repo / "dists/test/Release"
-    release.write_text(f"Suite: test\nCodename: test\nArchitectures: amd64 all\nComponents: main\nSHA256:\n{sums}")
-    keyring = root / "aot-test.gpg"
+    gnupg = root / "gnupg"
+    env = {**os.environ, "GNUPGHOME": str(gnupg)}
     if sign:
-        gnupg = root / "gnupg"
         gnupg.mkdir(mode=0o700)
-        env = {**os.environ, "GNUPGHOME": str(gnupg)}
         subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "apt-ostree test <t@example.invalid>",
                         "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
-        subprocess.run(["gpg", "--batch", "--yes", "--clearsign", "-o", str(repo / "dists/test/InRelease"),
-                        str(release)], env=env, check=True, capture_output=True)
+    for suite in suites:
+        sums = ""
+        for component in components:
+            binary = repo / f"dists/{suite}/{component}/binary-amd64"
+            binary.mkdir(parents=True)
+            (binary / "Packages").write_bytes(scanned)
+            (binary / "Packages.gz").write_bytes(gzip.compress(scanned))
+            sums += "".join(f" {hashlib.sha256(f.read_bytes()).hexdigest()} {f.stat().st_size} "
+                            f"{component}/binary-amd64/{f.name}\n" for f in sorted(binary.iterdir()))
+        release = repo / f"dists/{suite}/Release"
+        release.write_text(f"Suite: {suite}\nCodename: {suite}\nArchitectures: amd64 all\n"
+                           f"Components: {' '.join(components)}\nSHA256:\n{sums}")
+        if sign:
+            subprocess.run(["gpg", "--batch", "--yes", "--clearsign", "-o", str(repo / f"dists/{suite}/InRelease"),
+                            str(release)], env=env, check=True, capture_output=True)
+    flat = root / "flat"
+    flat.mkdir()
+    for deb in debs.values():
+        os.link(deb, flat / deb.name)
+    (flat / "Packages").write_bytes(subprocess.run(["dpkg-scanpackages", "."], cwd=flat, check=True,
+                                                   capture_output=True).stdout)
+    keyring = root / "aot-test.gpg"
+    armored = ""
+    if sign:
         keyring.write_bytes(subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout)
+        armored = subprocess.run(["gpg", "--export", "--armor"], env=env, check=True, capture_output=True,
+                                 text=True).stdout
         subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False, capture_output=True)
     else:
         keyring.write_bytes(b"")
     for path in [root, *root.rglob("*")]:
         if "gnupg" not in path.parts:
             path.chmod(0o755 if path.is_dir() else 0o644)
-    return SignedRepo(repo, keyring, debs)
+    return SignedRepo(repo, keyring, debs, flat, armored)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core.apt import sources_list_text
-from apt_ostree.core.treefile import AptRepo, Treefile
+from apt_ostree.core.sources import AptRepo
+from apt_ostree.core.treefile import Treefile
 from apt_ostree.errors import AptError, CommandError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run
@@ -113,7 +114,7 @@ def build_rootfs(plan: RootfsPlan, target: Path, workdir: Path, cachedir: Path, 
                  progress: Progress, simulate: bool = False) -> str:
     """Run mmdebstrap into ``target``; return its output when simulating."""
     (cachedir / "debs").mkdir(parents=True, exist_ok=True)
-    sources = workdir / "sources.list"
+    sources = workdir / "apt-ostree.sources"  # deb822 (mmdebstrap goes by the extension)
     sources.write_text(sources_list_text(plan.repos))
     if simulate and plan.exclude:
         (workdir / "preferences.d").mkdir(exist_ok=True)

@@ -21,6 +21,7 @@ from apt_ostree.core import guard, kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
+from apt_ostree.core.sources import AptRepo, host_release, map_release
 from apt_ostree.core.treefile import Treefile
 from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError
 from apt_ostree.progress import Progress
@@ -69,9 +70,22 @@ class _Collect(Progress):
         return self.inner.cancelled
 
 
+def release_sources(releasever: str | None) -> tuple[AptRepo, ...]:
+    """The host's configured sources, for ``releasever`` when it is another release than the host's
+    (a Debian 12 host composing trixie: trixie, trixie-updates, trixie-security from its mirrors)."""
+    repos = host_sources()
+    if releasever is None:
+        return repos
+    host = host_release()
+    if host is None:
+        raise AptError(f"releasever {releasever}: cannot tell this host's release (no VERSION_CODENAME "
+                       "in /etc/os-release)", hint="add a repos: list to the treefile")
+    return map_release(repos, host, releasever)
+
+
 def compose_tree(treefile: Treefile, opts: ComposeOptions, progress: Progress) -> ComposeResult:
     arch = host_architecture()
-    repos = treefile.repos if treefile.repos is not None else host_sources()
+    repos = treefile.repos if treefile.repos is not None else release_sources(treefile.releasever)
     cache_tmp = None
     if opts.cachedir is None:
         cache_tmp = tempfile.TemporaryDirectory(prefix="apt-ostree-cache-", dir=opts.workdir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import apt_pkg
 
-from apt_ostree.core.treefile import AptRepo
+from apt_ostree.core.sources import AptRepo, deb822_text, read_sources
 from apt_ostree.errors import AptError, CommandError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run
@@ -69,71 +69,43 @@ def parse_dpkg_status(text: str) -> list[Package]:
 # ---------------------------------------------------------------- sources
 
 
+def tag_section(text: str) -> dict[str, str]:
+    """The fields of one deb822 stanza, read by libapt (continuation lines kept as written)."""
+    _init()
+    section = apt_pkg.TagSection(text)
+    return {k: section[k] for k in section.keys()}  # noqa: SIM118 (TagSection has no items())
+
+
+def check_sources(etc_apt: Path) -> None:
+    """Let libapt's own parser read ``etc_apt``'s sources files; AptError in APT's words on failure."""
+    _init()
+    cnf = apt_pkg.config
+    saved = {k: cnf.find(k) for k in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts")}
+    cnf.set("Dir::Etc::SourceList", str(etc_apt / "sources.list"))
+    cnf.set("Dir::Etc::SourceParts", str(etc_apt / "sources.list.d"))
+    try:
+        apt_pkg.SourceList().read_main_list()
+    except SystemError as e:
+        message = str(e).replace(", E:", "\nE:").splitlines()[0].removeprefix("E:").strip()
+        raise AptError(f"APT cannot read the sources in {etc_apt}: {message}") from None
+    finally:
+        for k, v in saved.items():
+            cnf.set(k, v)
+
+
 def host_sources(root: Path = Path("/")) -> tuple[AptRepo, ...]:
-    """The machine's own configured APT sources (``deb`` entries only)."""
+    """The machine's own configured APT sources (``deb`` entries, every option kept)."""
     etc = root / "etc/apt"
-    repos: list[AptRepo] = []
-    files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*"))]
-    for f in files:
-        if not f.is_file():
-            continue
-        if f.suffix == ".list":
-            repos += _parse_one_line(f.read_text())
-        elif f.suffix == ".sources":
-            repos += _parse_deb822(f.read_text())
+    check_sources(etc)
+    repos = read_sources(etc)
     if not repos:
         raise AptError(f"no APT sources configured in {etc}", hint="add a repos: list to the treefile")
     return tuple(repos)
 
 
-def _parse_one_line(text: str) -> list[AptRepo]:
-    repos = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not re.match(r"deb\s", line):
-            continue
-        opts: dict[str, str] = {}
-        m = re.match(r"deb\s+\[([^\]]*)\]\s+(.*)", line)
-        rest = line[4:].strip()
-        if m:
-            for opt in m.group(1).split():
-                if "=" in opt:
-                    k, v = opt.split("=", 1)
-                    opts[k] = v
-            rest = m.group(2)
-        fields = rest.split()
-        if len(fields) < 2:
-            continue
-        signed = opts.get("signed-by")
-        repos.append(AptRepo((fields[0],), (fields[1],), tuple(fields[2:]) or ("main",),
-                             Path(signed) if signed else None))
-    return repos
-
-
-def _parse_deb822(text: str) -> list[AptRepo]:
-    _init()
-    repos = []
-    for para in re.split(r"\n\s*\n", text):
-        lines = [ln for ln in para.splitlines() if not ln.lstrip().startswith("#")]
-        if not lines:
-            continue
-        section = apt_pkg.TagSection("\n".join(lines) + "\n")
-        if "deb" not in section.get("Types", "").split():
-            continue
-        if section.get("Enabled", "yes").lower() == "no":
-            continue
-        signed = section.get("Signed-By")
-        repos.append(AptRepo(
-            tuple(section.get("URIs", "").split()),
-            tuple(section.get("Suites", "").split()),
-            tuple(section.get("Components", "").split()) or ("main",),
-            Path(signed.strip()) if signed and "\n" not in signed.strip() else None,
-        ))
-    return repos
-
-
 def sources_list_text(repos: Iterable[AptRepo]) -> str:
-    return "".join(line + "\n" for repo in repos for line in repo.one_line())
+    """The sources as a deb822 file (``.sources``): what APT and mmdebstrap are given."""
+    return deb822_text(repos)
 
 
 # Host APT options that concern *fetching* and so must also apply when we fetch
@@ -172,7 +144,9 @@ class AptIndex:
         d = self.dir
         for sub in ("lists/partial", "cache", "etc/preferences.d", "etc/apt.conf.d", "etc/trusted.gpg.d"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "etc/sources.list").write_text(sources_list_text(self.repos))
+        (d / "etc/sources.list.d").mkdir(parents=True, exist_ok=True)
+        (d / "etc/sources.list.d/apt-ostree.sources").write_text(sources_list_text(self.repos))
+        (d / "etc/sources.list").unlink(missing_ok=True)
         (d / "status").touch()
         opts = {
             "Dir::State": str(d),

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ import apt.progress.base
 import apt_pkg
 
 from apt_ostree.core import config
-from apt_ostree.core.apt import host_sources, sources_list_text
-from apt_ostree.core.treefile import AptRepo
+from apt_ostree.core.apt import check_sources, sources_list_text
+from apt_ostree.core.sources import AptRepo, read_sources
 from apt_ostree.errors import AptError, LayeringError
 from apt_ostree.progress import Progress
 
@@ -142,16 +143,26 @@ class LayerApt:
 
     # ------------------------------------------------------------ configuration
     def sources(self) -> tuple[AptRepo, ...]:
-        """The deployment's sources: Signed-By paths are its own files, and file: repositories
+        """The deployment's sources, every form and option APT reads (libapt checks the files
+        first): Signed-By keyrings and mirror+file: lists are its own files, and file: repositories
         are read with copy: (dpkg in the sandbox sees only the archives directory)."""
+        etc = self.deploy_root / "etc/apt"
+        check_sources(etc)
         out = []
-        for r in host_sources(self.deploy_root):
+        for r in read_sources(etc):
             signed = r.signed_by
             if signed is not None:
                 signed = self._keyring(self.deploy_root / str(signed).lstrip("/"))
-            uris = tuple("copy:" + u.removeprefix("file:") if u.startswith("file:") else u for u in r.uris)
-            out.append(AptRepo(uris, r.suites, r.components, signed))
+            out.append(r.with_changes(uris=tuple(self._uri(u) for u in r.uris), signed_by=signed))
         return tuple(out)
+
+    def _uri(self, uri: str) -> str:
+        if uri.startswith("file:"):
+            return "copy:" + uri.removeprefix("file:")
+        if uri.startswith("mirror+file:"):
+            path = uri.removeprefix("mirror+file:")
+            return f"mirror+file:{self.deploy_root / path.lstrip('/')}" if path.startswith("/") else uri
+        return uri
 
     def _keyring(self, path: Path) -> Path:
         """A copy of a deployment's keyring at a stable path: every deployment has its own
@@ -170,10 +181,11 @@ class LayerApt:
         """Point apt_pkg at the deployment's configuration and our state directories."""
         for d in (self.lists / "partial", self.archives / "partial", self.work / "log", self.local_dir):
             d.mkdir(parents=True, exist_ok=True)
-        sources = sources_list_text(self.sources())
-        if local:
-            sources += f"deb [trusted=yes] copy:{self._local_repo(local)} ./\n"
-        _write_if_changed(self.work / "sources.list", sources)  # (a new mtime invalidates APT's cache)
+        # the deployment's sources, and ours: the local .debs (a new mtime invalidates APT's cache)
+        (self.work / "sources.list.d").mkdir(parents=True, exist_ok=True)
+        _write_if_changed(self.work / "sources.list.d/deployment.sources", sources_list_text(self.sources()))
+        local_line = f"deb [trusted=yes] copy:{self._local_repo(local)} ./\n" if local else ""
+        _write_if_changed(self.work / "sources.list", local_line)
         if status is None:
             status = self.work / "status"
             status.touch()
@@ -251,21 +263,28 @@ class LayerApt:
         """Download the package indexes (signatures verified); AptError names the bad source.
         ``local_only``: index only the local .debs (``-C``: no network)."""
         progress.step("Indexing local packages" if local_only else "Updating package lists")
-        main = apt_pkg.config.find("Dir::Etc::SourceList")
-        if local_only:
-            only = self.work / "sources-local.list"
-            only.write_text("".join(ln + "\n" for ln in Path(main).read_text().splitlines() if "[trusted=yes]" in ln))
-            apt_pkg.config.set("Dir::Etc::SourceList", str(only))
+        parts = apt_pkg.config.find("Dir::Etc::SourceParts")
+        if local_only:  # sources.list holds only the local .debs
+            (self.work / "no-parts").mkdir(exist_ok=True)
+            apt_pkg.config.set("Dir::Etc::SourceParts", str(self.work / "no-parts"))
         try:
             sources = apt_pkg.SourceList()
             sources.read_main_list()
             cache = apt_pkg.Cache(None)
-            if not cache.update(_AcquireProgress(progress), sources, 500000):
+            acquire = _AcquireProgress(progress)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ok = cache.update(acquire, sources, 500000)
+            # as apt-get update: an index that cannot be fetched (an unreachable mirror) is a warning,
+            # one line each, and the lists already there are used; a bad signature raised above
+            for line in [*acquire.failed, *(ln for w in caught for ln in _apt_lines(str(w.message)))]:
+                progress.message(f"warning: {line}")
+            if not ok and not acquire.failed:
                 raise AptError("cannot update the package lists", hint="check the network and /etc/apt/sources.list*")
         except SystemError as e:
             raise AptError(_source_failure(str(e))) from None
         finally:
-            apt_pkg.config.set("Dir::Etc::SourceList", main)
+            apt_pkg.config.set("Dir::Etc::SourceParts", parts)
         self._cache = None
 
     # ------------------------------------------------------------ resolution
@@ -550,6 +569,12 @@ def _culprit(depcache: apt_pkg.DepCache, targets: Sequence[apt_pkg.Package], bas
     return None
 
 
+def _apt_lines(text: str) -> list[str]:
+    """APT's messages (``W:...``, ``E:...``, joined by ", ") as lines without their prefix."""
+    lines = text.replace(", W:", "\nW:").replace(", E:", "\nE:").splitlines()
+    return [ln.strip().removeprefix("W:").removeprefix("E:").strip() for ln in lines if ln.strip()]
+
+
 def _source_failure(text: str) -> str:
     lines = [ln.strip() for ln in text.replace(", E:", "\nE:").replace(", W:", "\nW:").splitlines() if ln.strip()]
     for pattern in ("NO_PUBKEY", "not signed", "is not signed", "BADSIG", "EXPKEYSIG"):
@@ -605,6 +630,14 @@ class _AcquireProgress(apt.progress.base.AcquireProgress):  # type: ignore[misc]
     def __init__(self, progress: Progress) -> None:
         super().__init__()
         self.progress = progress
+        self.failed: list[str] = []
+
+    def fail(self, item: apt_pkg.AcquireItemDesc) -> None:
+        """An index that could not be fetched (APT's "Failed to fetch"), as one line."""
+        error = " ".join(str(item.owner.error_text).split())
+        if item.owner.status != item.owner.STAT_DONE:  # (not an IMS hit)
+            self.failed.append(f"cannot fetch {item.description}: {error}" if error else
+                               f"cannot fetch {item.description}")
 
     def pulse(self, owner: apt_pkg.Acquire) -> bool:
         if self.total_bytes:

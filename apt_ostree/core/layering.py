@@ -125,6 +125,9 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
     elif local or replace:
         apt.refresh(progress, local_only=True)
     if not apt.has_lists():
+        if not cache_only:
+            raise LayeringError(f"no package lists: no APT source is enabled in {apt.deploy_root / 'etc/apt'}",
+                                hint="add one to /etc/apt/sources.list or sources.list.d/")
         raise LayeringError("no package lists yet", hint="run without -C/--cache-only, or: apt-ostree refresh-md")
     progress.step("Resolving dependencies")
     return apt.resolve(origin.requested, local, origin.override_remove, replace, allow_inactive=allow_inactive)

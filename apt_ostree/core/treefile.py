@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from apt_ostree.core.sources import AptRepo
 from apt_ostree.errors import TreefileError
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
@@ -26,31 +27,6 @@ REF_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target|path|mount)$")
 VARIANTS = ("essential", "required", "minbase", "buildd", "important", "standard")
 ARCHES = ("amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x")
-
-
-@dataclass(frozen=True)
-class AptRepo:
-    """One APT source: deb822's Types/URIs/Suites/Components/Signed-By."""
-
-    uris: tuple[str, ...]
-    suites: tuple[str, ...]
-    components: tuple[str, ...] = ("main",)
-    signed_by: Path | None = None
-
-    def one_line(self) -> list[str]:
-        opts = f" [signed-by={self.signed_by}]" if self.signed_by else ""
-        return [
-            f"deb{opts} {uri} {suite} {' '.join(self.components)}"
-            for uri in self.uris
-            for suite in self.suites
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"uris": list(self.uris), "suites": list(self.suites),
-                                "components": list(self.components)}
-        if self.signed_by:
-            data["signed-by"] = str(self.signed_by)
-        return data
 
 
 @dataclass(frozen=True)

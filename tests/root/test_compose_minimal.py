@@ -112,7 +112,7 @@ def test_commit_metadata(minimal: Composed) -> None:
     assert meta["version"] == "12"
     assert meta["org.debian.apt-ostree.example"] == "minimal"
     assert len(meta["apt-ostree.inputhash"]) == 64
-    assert "deb " in meta["apt-ostree.sources"]
+    assert "Types: deb\n" in meta["apt-ostree.sources"]  # deb822, as given to mmdebstrap
     assert ("apt-ostree", "0.1.0", "all") in [tuple(p) for p in meta["apt-ostree.packages"]]
     assert info.timestamp == int(EPOCH)
     assert info.parent is None

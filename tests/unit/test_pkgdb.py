@@ -1,15 +1,11 @@
-"""Package sets (diff, filter, fingerprint), dpkg status and APT source parsing."""
+"""Package sets (diff, filter, fingerprint) and dpkg status parsing."""
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
-from apt_ostree.core.apt import Package, _parse_deb822, _parse_one_line, parse_dpkg_status, sources_list_text
+from apt_ostree.core.apt import Package, parse_dpkg_status
 from apt_ostree.core.pkgdb import Change, db_version, diff_packages, filter_prefixes
-from apt_ostree.core.treefile import AptRepo
 
 pytestmark = pytest.mark.unit
 
@@ -137,83 +133,3 @@ def test_parse_dpkg_status() -> None:
 def test_parse_dpkg_status_empty() -> None:
     assert parse_dpkg_status("") == []
     assert parse_dpkg_status("\n\n") == []
-
-
-# ---------------------------------------------------------------- APT sources
-
-
-def test_parse_deb822() -> None:
-    text = textwrap.dedent("""\
-        # Debian main archive
-        Types: deb deb-src
-        URIs: http://deb.debian.org/debian
-        Suites: bookworm bookworm-updates
-        Components: main contrib non-free-firmware
-        Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-        Types: deb
-        URIs: http://security.debian.org/debian-security
-        Suites: bookworm-security
-        Enabled: no
-
-        Types: deb-src
-        URIs: http://deb.debian.org/debian
-        Suites: bookworm
-
-        Types: deb
-        URIs: http://a.example/debian http://b.example/debian
-        # comment inside a stanza
-        Suites: stable
-        """)
-    assert _parse_deb822(text) == [
-        AptRepo(("http://deb.debian.org/debian",), ("bookworm", "bookworm-updates"),
-                ("main", "contrib", "non-free-firmware"),
-                Path("/usr/share/keyrings/debian-archive-keyring.gpg")),
-        AptRepo(("http://a.example/debian", "http://b.example/debian"), ("stable",), ("main",), None),
-    ]
-
-
-def test_parse_deb822_inline_key_is_not_a_path() -> None:
-    text = ("Types: deb\nURIs: http://x.example/debian\nSuites: s\nComponents: main\n"
-            "Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n -----END PGP PUBLIC KEY BLOCK-----\n")
-    [repo] = _parse_deb822(text)
-    assert repo.signed_by is None
-
-
-def test_parse_one_line() -> None:
-    text = textwrap.dedent("""\
-        # comment
-        deb http://deb.debian.org/debian bookworm main contrib
-        deb-src http://deb.debian.org/debian bookworm main
-        deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] https://x.example/debian stable main
-        deb http://security.debian.org/debian-security bookworm-security  # trailing comment
-        # deb http://disabled.example/debian bookworm main
-        deb http://broken.example/debian
-        """)
-    assert _parse_one_line(text) == [
-        AptRepo(("http://deb.debian.org/debian",), ("bookworm",), ("main", "contrib")),
-        AptRepo(("https://x.example/debian",), ("stable",), ("main",), Path("/usr/share/keyrings/x.gpg")),
-        AptRepo(("http://security.debian.org/debian-security",), ("bookworm-security",), ("main",)),
-    ]
-
-
-def test_sources_list_text() -> None:
-    repos = [
-        AptRepo(("http://a/debian", "http://b/debian"), ("bookworm", "bookworm-updates"), ("main", "contrib"),
-                Path("/k.gpg")),
-        AptRepo(("http://c/debian",), ("sid",)),
-    ]
-    assert sources_list_text(repos) == (
-        "deb [signed-by=/k.gpg] http://a/debian bookworm main contrib\n"
-        "deb [signed-by=/k.gpg] http://a/debian bookworm-updates main contrib\n"
-        "deb [signed-by=/k.gpg] http://b/debian bookworm main contrib\n"
-        "deb [signed-by=/k.gpg] http://b/debian bookworm-updates main contrib\n"
-        "deb http://c/debian sid main\n"
-    )
-    assert sources_list_text([]) == ""
-
-
-def test_one_line_round_trip() -> None:
-    repos = [AptRepo(("http://a/debian",), ("bookworm",), ("main", "contrib"), Path("/k.gpg")),
-             AptRepo(("http://c/debian",), ("sid",))]
-    assert _parse_one_line(sources_list_text(repos)) == repos
