@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from apt_ostree.progress import TerminalProgress
 
 BOOTED_MARKER = Path("/run/ostree-booted")
 SYSTEM_BUS_SOCKET = Path("/run/dbus/system_bus_socket")
+ACTIVATION_WAIT = 300.0  # seconds to wait for a daemon that is still starting
+ACTIVATION_TIMEOUTS = ("org.freedesktop.DBus.Error.TimedOut", "org.freedesktop.DBus.Error.NoReply",
+                       "org.freedesktop.DBus.Error.TimeoutExpired")
 MUTATING = ("upgrade", "deploy", "rebase", "rollback", "cleanup", "kargs", "finalize-deployment", "install",
             "uninstall", "remove", "override", "reset", "refresh-md")
 
@@ -253,12 +257,37 @@ def _pkttyagent() -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(["pkttyagent", "--process", str(os.getpid()), "--fallback"])
 
 
+def _still_starting(e: Any) -> bool:
+    """An error that means the daemon is being activated but is not ready yet: D-Bus's activation
+    timeout (25 s by default), or our own call's timeout while it starts."""
+    from gi.repository import Gio
+
+    return (Gio.DBusError.get_remote_error(e) in ACTIVATION_TIMEOUTS
+            or e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT))
+
+
 def register(bus: Any) -> None:
-    """RegisterClient: activates the daemon, and keeps it from exiting while we talk to it."""
+    """RegisterClient: activates the daemon, and keeps it from exiting while we talk to it. A daemon
+    that takes longer to start than D-Bus waits (a busy or emulated machine) is waited for: systemd
+    goes on starting it, and the request has not been sent yet."""
     from gi.repository import GLib
 
-    bus.call_sync(BUS_NAME, SYSROOT_PATH, SYSROOT_IFACE, "RegisterClient",
-                  GLib.Variant("(a{sv})", ({"id": GLib.Variant("s", "cli")},)), None, 0, -1, None)
+    deadline = time.monotonic() + ACTIVATION_WAIT
+    waiting = False
+    while True:
+        try:
+            bus.call_sync(BUS_NAME, SYSROOT_PATH, SYSROOT_IFACE, "RegisterClient",
+                          GLib.Variant("(a{sv})", ({"id": GLib.Variant("s", "cli")},)), None, 0, -1, None)
+            return
+        except GLib.Error as e:
+            if not _still_starting(e) or time.monotonic() > deadline:
+                raise
+        if not waiting:
+            sys.stderr.write(f"Waiting for apt-ostreed to start (D-Bus activation of {BUS_NAME} is taking "
+                             "longer than D-Bus waits)...\n")
+            sys.stderr.flush()
+            waiting = True
+        time.sleep(1)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Several changes before one reboot add up (issue 17), in the booted guest through apt-ostreed:
-an install, two installs started at the same time (the daemon queues the second), an uninstall of
-a booted layered package, a kernel argument and a base package removal; one reboot proves them all.
+an install (through a daemon that starts slower than D-Bus's activation timeout), two installs
+started at the same time (the daemon queues the second), an uninstall of a booted layered package,
+a kernel argument and a base package removal; one reboot proves them all.
 Runs after test_updates_via_daemon.py: the booted deployment has chrony and htop layered."""
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ def test_changes_before_one_reboot(guest: Guest) -> None:
     def expect(*names: str) -> list[str]:
         return sorted([*kept, *names])
 
-    g.run("apt-ostree install tree", timeout=900)
+    # a daemon that starts slower than D-Bus waits (25 s): the client waits for it, nothing is lost
+    g.run("mkdir -p /run/systemd/system/apt-ostreed.service.d && printf '[Service]\\nExecStartPre=/bin/sleep 30\\n"
+          "TimeoutStartSec=300\\n' > /run/systemd/system/apt-ostreed.service.d/slow.conf && systemctl daemon-reload"
+          " && systemctl stop apt-ostreed")
+    slow = g.run("apt-ostree install tree", timeout=900)
+    assert "Waiting for apt-ostreed to start" in slow.stderr, slow.stderr
+    g.run("rm -r /run/systemd/system/apt-ostreed.service.d && systemctl daemon-reload")
     assert _state(_staged(g)) == (expect("htop", "tree"), [], False)
 
     # two clients at once: apt-ostreed runs one transaction and queues the other; both add up
