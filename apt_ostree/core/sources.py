@@ -43,16 +43,8 @@ class AptRepo:
     options: tuple[tuple[str, str], ...] = ()  # every other field, verbatim
     where: str = field(default="", compare=False)  # "FILE:LINE" or "FILE (stanza N)", for messages
 
-    @property
-    def flat(self) -> bool:
-        return any(s.endswith("/") for s in self.suites)
-
     def option(self, name: str) -> str | None:
         return next((v for k, v in self.options if k.lower() == name.lower()), None)
-
-    @property
-    def trusted(self) -> bool:
-        return (self.option("Trusted") or "").lower() == "yes"
 
     def with_changes(self, **changes: Any) -> AptRepo:
         return replace(self, **changes)
@@ -65,14 +57,6 @@ class AptRepo:
             fields.append(("Signed-By", str(self.signed_by)))
         fields += self.options
         return "".join(_field(k, v) for k, v in fields)
-
-    def one_line(self) -> list[str]:
-        """For messages: the entry as sources.list lines (options as ``[key=value]``)."""
-        opts = ([f"signed-by={self.signed_by}"] if self.signed_by else []) + [
-            f"{k.lower()}={v}" for k, v in self.options if "\n" not in v]
-        text = f" [{' '.join(opts)}]" if opts else ""
-        return [f"deb{text} {uri} {suite} {' '.join(self.components)}".rstrip()
-                for uri in self.uris for suite in self.suites]
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"uris": list(self.uris), "suites": list(self.suites),
@@ -165,15 +149,13 @@ def _stanzas(text: str) -> Iterator[list[str]]:
         yield lines
 
 
-def parse_deb822(text: str, path: str = "x.sources", sections: Any = None) -> list[AptRepo]:
-    """``sections``: a function from stanza text to a mapping of its fields (libapt's TagSection)."""
-    from apt_ostree.core.apt import tag_section
+def parse_deb822(text: str, path: str = "x.sources") -> list[AptRepo]:
+    from apt_ostree.core.apt import tag_section  # (core/apt.py imports this module)
 
-    parse = sections or tag_section
     repos = []
     for number, lines in enumerate(_stanzas(text), 1):
         where = f"{path} (stanza {number})"
-        fields: Mapping[str, str] = parse("\n".join(lines) + "\n")
+        fields: Mapping[str, str] = tag_section("\n".join(lines) + "\n")
         lower = {k.lower(): (k, v) for k, v in fields.items()}
         if lower.get("enabled", ("", "yes"))[1].strip().lower() == "no":
             continue
@@ -191,14 +173,13 @@ def parse_deb822(text: str, path: str = "x.sources", sections: Any = None) -> li
     return repos
 
 
-def read_sources(etc_apt: Path, display: Path | None = None) -> list[AptRepo]:
+def read_sources(etc_apt: Path) -> list[AptRepo]:
     """The entries of ``etc_apt``'s sources.list and sources.list.d/*.list|*.sources, in APT's order
-    (other files there are ignored, as APT ignores them). ``display``: the directory named in messages."""
-    shown = display or etc_apt
+    (other files there are ignored, as APT ignores them)."""
     files = [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*"))]
     repos: list[AptRepo] = []
     for f in files:
-        name = str(shown / f.relative_to(etc_apt))
+        name = str(f)
         if f.suffix == ".list" and f.is_file():
             repos += parse_one_line(f.read_text(), name)
         elif f.suffix == ".sources" and f.is_file():

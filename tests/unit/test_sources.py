@@ -46,7 +46,7 @@ def test_one_line_every_form() -> None:
                 (("Architectures-Add", "arm64"), ("Check-Valid-Until", "no"), ("X-Custom", "1"))),
         AptRepo(("http://security.debian.org/debian-security",), ("bookworm-security",), ("main",)),
     ]
-    assert repos[2].flat and repos[2].trusted and repos[2].where == "/etc/apt/sources.list:5"
+    assert repos[2].option("trusted") == "yes" and repos[2].where == "/etc/apt/sources.list:5"
 
 
 def test_deb822_every_form() -> None:
