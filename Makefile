@@ -1,5 +1,6 @@
-# apt-ostree: the two set-up commands (run as root on Debian bookworm):
-#   make demo    compose examples/minimal.yaml into _build/repo, build a disk image, boot it, show status
+# apt-ostree: the two set-up commands (run as root on Debian 13 trixie or Debian 12 bookworm):
+#   make demo    compose examples/trixie.yaml into _build/repo, build a disk image, boot it, layer htop,
+#                reboot, show status (make demo RELEASE=bookworm: the same with Debian 12)
 #   make check   the whole test suite (unit, root, lint; later dbus and vm)
 # Both install their own Debian dependencies first (idempotently).
 
@@ -10,7 +11,8 @@ VERSION := $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
 DEB     := $(BUILD)/apt-ostree_$(VERSION)_all.deb
 REPO    := $(BUILD)/repo
 CACHE   := $(BUILD)/cache
-REF     := debian/bookworm/x86_64/minimal
+RELEASE ?= trixie
+REF     := debian/$(RELEASE)/x86_64/minimal
 APT_OSTREE := PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.main
 
 DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml python3-pytest \
@@ -47,11 +49,11 @@ $(DEB): $(shell git ls-files 2>/dev/null | grep -v '^tests/\|^bench/\|^examples/
 
 demo: deps deb
 	@mkdir -p $(BUILD)
-	$(APT_OSTREE) compose tree examples/minimal.yaml --repo $(REPO) --cachedir $(CACHE) \
+	$(APT_OSTREE) compose tree examples/$(RELEASE).yaml --repo $(REPO) --cachedir $(CACHE) \
 		--write-commitid-to $(BUILD)/commitid
 	@echo "--- commit $$(cat $(BUILD)/commitid): $$($(APT_OSTREE) db list --repo $(REPO) $(REF) | tail -n +2 | wc -l) packages"
 	@$(APT_OSTREE) db list --repo $(REPO) $(REF) | head -n 15
-	$(PYTHON) examples/boot_demo.py $(REPO) $(REF) $(BUILD)/demo
+	$(PYTHON) examples/boot_demo.py $(REPO) $(REF) $(BUILD)/demo-$(RELEASE)
 
 check: deps deb $(VENV)/.stamp
 	$(PYTHON) -m pytest -v --durations=25 tests

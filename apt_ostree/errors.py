@@ -47,6 +47,14 @@ class AptError(AptOstreeError):
     """APT sources or packages are unusable (unreachable, unsigned, unknown package)."""
 
 
+class UnknownPackage(AptError):
+    """A requested package is in none of the configured APT sources."""
+
+    def __init__(self, name: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.name = name
+
+
 class LayeringError(AptOstreeError):
     """Packages cannot be layered as requested (conflict with the base, failing maintainer script)."""
 

@@ -28,7 +28,7 @@ from apt_ostree.core.apt import host_sources, sources_list_text  # noqa: E402
 from apt_ostree.core.treefile import load_treefile  # noqa: E402
 from bench.results import add_rows  # noqa: E402
 
-TREEFILE = TOP / "examples/minimal.yaml"
+TREEFILE = TOP / "examples/bookworm.yaml"
 CACHE = TOP / "_build/bench-cache"
 
 
@@ -107,7 +107,7 @@ def main() -> int:
     c_med, b_med, n_med = statistics.median(compose_t), statistics.median(base_t), statistics.median(bare_t)
     day = datetime.date.today()
     lines = [
-        f"| {day} | compose tree examples/minimal.yaml (warm cache) | {c_med:.1f} s | "
+        f"| {day} | compose tree examples/bookworm.yaml (warm cache) | {c_med:.1f} s | "
         f"mmdebstrap + ostree commit: {b_med:.1f} s | **{c_med / b_med:.2f}x** | {args.rounds} rounds, median |",
         f"| {day} | same, against a baseline that builds no initramfs at all | {c_med:.1f} s | "
         f"mmdebstrap (dracut diverted) + ostree commit: {n_med:.1f} s | {c_med / n_med:.2f}x | "

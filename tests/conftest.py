@@ -13,8 +13,11 @@ import pytest
 
 TOP = Path(__file__).resolve().parent.parent
 BUILD = TOP / "_build"
-MINIMAL = TOP / "examples" / "minimal.yaml"
-MINIMAL_REF = "debian/bookworm/x86_64/minimal"
+# The session's main image is Debian's current stable (13); Debian 12 has its own compose and guest.
+MINIMAL = TOP / "examples" / "trixie.yaml"
+MINIMAL_REF = "debian/trixie/x86_64/minimal"
+BOOKWORM = TOP / "examples" / "bookworm.yaml"
+BOOKWORM_REF = "debian/bookworm/x86_64/minimal"
 EPOCH = "1700000000"
 
 
@@ -54,7 +57,7 @@ def needs_root() -> None:
 
 @pytest.fixture(scope="session")
 def deb(needs_root: None) -> Path:
-    """apt-ostree's own .deb, built by `make deb` (examples/minimal.yaml installs it)."""
+    """apt-ostree's own .deb, built by `make deb` (the examples install it)."""
     subprocess.run(["make", "-C", str(TOP), "deb"], check=True, capture_output=True)
     debs = sorted(BUILD.glob("apt-ostree_*_all.deb"))
     assert debs, "make deb built no package"
@@ -76,19 +79,40 @@ class Composed:
     checksum: str
 
 
-@pytest.fixture(scope="session")
-def minimal(deb: Path, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
-    """examples/minimal.yaml composed once per session, reproducibly (fixed SOURCE_DATE_EPOCH)."""
-    repo = tmp_path_factory.mktemp("minimal") / "repo"
-    commitid = repo.parent / "commitid"
-    apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", cachedir,
+def compose(treefile: Path, ref: str, repo: Path, cachedir: Path) -> Composed:
+    commitid = repo.parent / f"commitid-{ref.replace('/', '_')}"
+    apt_ostree("compose", "tree", treefile, "--repo", repo, "--cachedir", cachedir,
                "--source-date-epoch", EPOCH, "--write-commitid-to", commitid)
-    yield Composed(repo, MINIMAL_REF, commitid.read_text().strip())
+    return Composed(repo, ref, commitid.read_text().strip())
+
+
+# "REPO:CHECKSUM": the session's examples/trixie.yaml commit, composed by an outer session
+# (tests/root/test_other_host.py runs tests inside another release's root with it)
+COMPOSED_ENV = "APT_OSTREE_TEST_MINIMAL"
+
+
+@pytest.fixture(scope="session")
+def minimal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
+    """examples/trixie.yaml (Debian 13) composed once per session, reproducibly (fixed SOURCE_DATE_EPOCH)."""
+    given = os.environ.get(COMPOSED_ENV)
+    if given:
+        repo, _, checksum = given.rpartition(":")
+        yield Composed(Path(repo), MINIMAL_REF, checksum)
+        return
+    request.getfixturevalue("deb")
+    yield compose(MINIMAL, MINIMAL_REF, tmp_path_factory.mktemp("minimal") / "repo",
+                  request.getfixturevalue("cachedir"))
+
+
+@pytest.fixture(scope="session")
+def bookworm(minimal: Composed, cachedir: Path) -> Composed:
+    """examples/bookworm.yaml (Debian 12), in the same repository as the Debian 13 image."""
+    return compose(BOOKWORM, BOOKWORM_REF, minimal.repo, cachedir)
 
 
 @pytest.fixture(scope="session")
 def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Composed:
-    """examples/minimal.yaml plus one package (htop) and one file, in the same repository (ref test/extra)."""
+    """examples/trixie.yaml plus one package (htop) and one file, in the same repository (ref test/extra)."""
     work = tmp_path_factory.mktemp("extra")
     (work / "extra-file").write_text("hello from the second commit\n")
     treefile = work / "extra.yaml"

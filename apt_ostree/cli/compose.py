@@ -7,9 +7,6 @@ import os
 from pathlib import Path
 
 from apt_ostree.cli.common import key_value, out, progress_for, write_atomically
-from apt_ostree.compose.diskimage import DiskImageOptions, build_disk_image
-from apt_ostree.compose.tree import ComposeOptions, compose_tree
-from apt_ostree.core.treefile import dumps, load_treefile
 from apt_ostree.errors import UsageError
 
 EXIT_UNCHANGED = 77
@@ -60,6 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_disk_image(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.diskimage import DiskImageOptions, build_disk_image
+
     opts = DiskImageOptions(
         repo=args.repo, ref=args.ref, output=args.output.absolute(), size=args.size, format=args.format,
         bootloader=args.bootloader, kargs=tuple(args.karg), root_ssh_key=args.root_ssh_key,
@@ -72,6 +71,9 @@ def run_disk_image(args: argparse.Namespace) -> int:
 
 
 def run_tree(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.tree import ComposeOptions, compose_tree
+    from apt_ostree.core.treefile import dumps, load_treefile
+
     treefile = load_treefile(args.treefile)
     if args.print_only:
         out(dumps(treefile))

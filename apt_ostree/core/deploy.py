@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from apt_ostree import interrupt
 from apt_ostree.core import layering
 from apt_ostree.core.layer_apt import Plan
+from apt_ostree.core.layer_keys import KEY_FINGERPRINT
+from apt_ostree.core.next_apt import apt_config_root
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import CommitInfo, Repo
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages, diff_packages
 from apt_ostree.core.sysroot import Deployment, Sysroot
-from apt_ostree.errors import AptOstreeError, RepoError, UsageError
+from apt_ostree.errors import AptOstreeError, RepoError, UnknownPackage, UsageError
 from apt_ostree.progress import Progress
 
 CHECKSUM_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -114,23 +116,35 @@ def _existing_layers(sysroot: Sysroot, repo: Repo) -> dict[str, str]:
             meta = repo.commit(d.checksum).metadata
         except RepoError:
             continue
-        if layering.KEY_FINGERPRINT in meta:
-            out[str(meta[layering.KEY_FINGERPRINT])] = d.checksum
+        if KEY_FINGERPRINT in meta:
+            out[str(meta[KEY_FINGERPRINT])] = d.checksum
     return out
 
 
 def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin, progress: Progress,
-                 opts: LayerOptions) -> tuple[str | None, Plan | None]:
+                 opts: LayerOptions, layered_before: Sequence[str] = ()) -> tuple[str | None, Plan | None]:
     """The commit to deploy for ``origin`` on ``base``: the base itself, or a layered commit
-    (None with a plan for dry runs and downloads). APT's sources and state are ``merge``'s
-    (the booted deployment's /etc, which the new deployment's /etc is merged from)."""
+    (None with a plan for dry runs and downloads). APT's state is ``merge``'s stateroot's; its
+    sources are those the new deployment will have: ``merge``'s /etc/apt (the booted deployment's,
+    which the new /etc is merged from) merged onto ``base``'s /usr/etc/apt when that differs.
+    ``layered_before``: the requests carried over from the current deployment (a new base that
+    lacks one of them is named, with the --uninstall= that drops it)."""
     if not origin.layered:
         return base, None
     repo = sysroot.repo()
-    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
-    result = layering.build(repo, apt, base, origin, progress, cache_only=opts.cache_only,
-                            allow_inactive=opts.allow_inactive, dry_run=opts.dry_run,
-                            download_only=opts.download_only, reuse=_existing_layers(sysroot, repo))
+    state, _ = layering.state_dirs(sysroot.path, merge.osname)
+    apt = layering.open_apt(sysroot.path, merge.osname, apt_config_root(repo, merge, base, state / "work"))
+    try:
+        result = layering.build(repo, apt, base, origin, progress, cache_only=opts.cache_only,
+                                allow_inactive=opts.allow_inactive, dry_run=opts.dry_run,
+                                download_only=opts.download_only, reuse=_existing_layers(sysroot, repo))
+    except UnknownPackage as e:
+        if e.name not in {r.partition("=")[0] for r in layered_before}:
+            raise
+        version = repo.commit(base).metadata.get("version")
+        raise UnknownPackage(e.name, f"layered package {e.name} is not available for the new base {base[:12]}"
+                             + (f" (version {version})" if version else "") + ": none of its APT sources has it",
+                             hint=f"to go on without it, add --uninstall={e.name}") from None
     return result.checksum, result.plan
 
 
@@ -193,7 +207,8 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
         changed = new_base != old_base
         return Change(changed, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
     target, plan = build_target(sysroot, start.merge, new_base, origin, progress,
-                                LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only))
+                                LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only),
+                                layered_before=origin_of(current).requested)
     if target is None or download_only:
         return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
     if origin == origin_of(current) and target == current.checksum:
@@ -242,7 +257,8 @@ def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cach
         raise RepoError(f"unknown revision {revision!r} for {refspec}") from None
     origin = origin or origin_of(current)
     target, plan = build_target(sysroot, start.merge, checksum, origin, progress,
-                                LayerOptions(cache_only=cache_only, allow_inactive=True))
+                                LayerOptions(cache_only=cache_only, allow_inactive=True),
+                                layered_before=origin_of(current).requested)
     assert target is not None
     diff = _package_diff(repo, current.checksum, target)
     progress.step(f"Deploying {target[:12]}")
@@ -266,7 +282,8 @@ def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: boo
         return Change(False, checksum, current.checksum)
     new_origin = (origin or origin_of(current)).with_changes(refspec=str(new_spec))
     built, plan = build_target(sysroot, start.merge, checksum, new_origin, progress,
-                               LayerOptions(cache_only=cache_only, allow_inactive=True))
+                               LayerOptions(cache_only=cache_only, allow_inactive=True),
+                               layered_before=origin_of(current).requested)
     assert built is not None
     diff = _package_diff(repo, current.checksum, built)
     progress.step(f"Deploying {new_spec} ({built[:12]})")

@@ -22,15 +22,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
-import apt.progress.base
 import apt_pkg
 
 from apt_ostree.core import config
 from apt_ostree.core.apt import check_sources, sources_list_text
 from apt_ostree.core.sources import AptRepo, read_sources
-from apt_ostree.errors import AptError, LayeringError
+from apt_ostree.errors import AptError, LayeringError, UnknownPackage
 from apt_ostree.progress import Progress
+
+if TYPE_CHECKING:
+    import apt.progress.base
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +277,7 @@ class LayerApt:
             acquire = _AcquireProgress(progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                ok = cache.update(acquire, sources, 500000)
+                ok = cache.update(acquire.as_apt(), sources, 500000)
             # as apt-get update: an index that cannot be fetched (an unreachable mirror) is a warning,
             # one line each, and the lists already there are used; a bad signature raised above
             for line in [*acquire.failed, *(ln for w in caught for ln in _apt_lines(str(w.message)))]:
@@ -323,8 +326,8 @@ class LayerApt:
         targets = []
         for name, version in wanted:
             if name not in cache or not cache[name].version_list:
-                raise AptError(f"unknown package {name!r}: no configured APT source has it",
-                               hint="check the name (apt-ostree search NAME) or refresh: apt-ostree refresh-md")
+                raise UnknownPackage(name, f"unknown package {name!r}: no configured APT source has it",
+                                     hint="check the name (apt-ostree search NAME) or refresh: apt-ostree refresh-md")
             pkg = cache[name]
             if name in base and name not in replaced:
                 if version is None or version == base[name]:
@@ -439,7 +442,7 @@ class LayerApt:
     # ------------------------------------------------------------ download
     def download(self, progress: Progress) -> list[Path]:
         cache, depcache = self._open()
-        fetcher = apt_pkg.Acquire(_AcquireProgress(progress))
+        fetcher = apt_pkg.Acquire(_AcquireProgress(progress).as_apt())
         pm = apt_pkg.PackageManager(depcache)
         sources = apt_pkg.SourceList()
         sources.read_main_list()
@@ -624,13 +627,37 @@ def _stdout_to(log: Path) -> Iterator[None]:
             os.close(f)
 
 
-class _AcquireProgress(apt.progress.base.AcquireProgress):  # type: ignore[misc]
-    """apt_pkg's acquire callbacks to our Progress (a bar on a terminal, quiet otherwise)."""
+class _AcquireProgress:
+    """apt_pkg's acquire callbacks to our Progress (a bar on a terminal, quiet otherwise): the
+    interface of python-apt's apt.progress.base.AcquireProgress, without importing the ``apt``
+    package (urllib, http, email: a fifth of a command's start-up)."""
 
     def __init__(self, progress: Progress) -> None:
-        super().__init__()
         self.progress = progress
         self.failed: list[str] = []
+        # set by apt_pkg while it fetches
+        self.current_bytes = self.current_cps = self.fetched_bytes = self.last_bytes = self.total_bytes = 0.0
+        self.current_items = self.total_items = 0
+        self.elapsed_time = 0.0
+
+    def as_apt(self) -> apt.progress.base.AcquireProgress:
+        """For the type checker: apt_pkg takes any object with these methods."""
+        return cast("apt.progress.base.AcquireProgress", self)
+
+    def start(self) -> None:
+        pass
+
+    def done(self, item: apt_pkg.AcquireItemDesc) -> None:
+        pass
+
+    def fetch(self, item: apt_pkg.AcquireItemDesc) -> None:
+        pass
+
+    def ims_hit(self, item: apt_pkg.AcquireItemDesc) -> None:
+        pass
+
+    def media_change(self, media: str, drive: str) -> bool:
+        return False
 
     def fail(self, item: apt_pkg.AcquireItemDesc) -> None:
         """An index that could not be fetched (APT's "Failed to fetch"), as one line."""

@@ -30,6 +30,16 @@ from gi.repository import GLib
 from apt_ostree.core import layout
 from apt_ostree.core.apt import Package, parse_dpkg_status
 from apt_ostree.core.layer_apt import LayerApt, LocalDeb, Plan
+from apt_ostree.core.layer_keys import (
+    KEY_BASE,
+    KEY_CLIENTLAYER,
+    KEY_FINGERPRINT,
+    KEY_INACTIVE,
+    KEY_LAYERED,
+    KEY_REMOVED,
+    KEY_REPLACED,
+    KEY_REQUESTED,
+)
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, STATUS_PATHS, packages_variant
@@ -38,14 +48,6 @@ from apt_ostree.progress import Progress
 from apt_ostree.run import run, unmount_below
 from apt_ostree.sandbox import Bind, Sandbox
 
-KEY_CLIENTLAYER = "apt-ostree.clientlayer"
-KEY_BASE = "apt-ostree.base"
-KEY_FINGERPRINT = "apt-ostree.layer.fingerprint"
-KEY_LAYERED = "apt-ostree.layer.packages"
-KEY_REMOVED = "apt-ostree.layer.removed"
-KEY_REPLACED = "apt-ostree.layer.replaced"
-KEY_REQUESTED = "apt-ostree.layer.requested"
-KEY_INACTIVE = "apt-ostree.layer.inactive"
 COPIED_BASE_KEYS = ("version", "ostree.bootable", "ostree.linux", "apt-ostree.inputhash")
 
 # What dpkg and maintainer scripts need as root (rpm-ostree's list): no sys_admin, no sys_module.
@@ -211,14 +213,19 @@ def _dpkg_wrapper(path: Path, merged: Path, apt: LayerApt, log: Path) -> Path:
         capabilities=DPKG_CAPS, env=DPKG_ENV)
     archives = str(apt.archives)
     script = f"""#!/bin/sh
-# apt-ostree: APT's dpkg, run inside the layering sandbox
+# apt-ostree: APT's dpkg, run inside the layering sandbox. APT 3.0 passes the directory of its
+# status file as --admindir, a host path: in the sandbox dpkg uses the tree's own database.
 n=$#
+skip=
 while [ "$n" -gt 0 ]; do
-    a=$1; shift
+    a=$1; shift; n=$((n - 1))
+    if [ -n "$skip" ]; then skip=; continue; fi
     case $a in
+        --admindir) skip=1; continue ;;
+        --admindir=*) continue ;;
         {shlex.quote(archives)}/*) a={SANDBOX_DEBS}/${{a#{shlex.quote(archives)}/}} ;;
     esac
-    set -- "$@" "$a"; n=$((n - 1))
+    set -- "$@" "$a"
 done
 exec >>{shlex.quote(str(log))} 2>&1
 exec {shlex.join(sandbox.argv(['dpkg']))} "$@"
@@ -289,7 +296,9 @@ def _preseed(merged: Path, answers: Sequence[str], progress: Progress) -> None:
 
 
 def _create_var(merged: Path, progress: Progress) -> None:
-    """The base's /var (emptied by compose) as tmpfiles.d describes it: maintainer scripts expect it."""
+    """The base's /var (emptied by compose) as tmpfiles.d describes it: maintainer scripts expect it,
+    and dpkg its database (/var/lib/dpkg, a link into /usr)."""
+    layout.make_state_links(merged)
     if not (merged / "usr/bin/systemd-tmpfiles").exists():
         return
     sandbox = Sandbox(rootfs=merged, binds=(Bind(merged / "usr/etc", "/etc"),), capabilities=DPKG_CAPS)

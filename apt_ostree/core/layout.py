@@ -2,10 +2,11 @@
 
 The layout (see docs/architecture.md):
 - /etc moves to /usr/etc (libostree 3-way merges it at deploy time);
-- package state that must travel with the tree moves under /usr with a
-  relative symlink left at its /var path and a tmpfiles.d ``L`` line
-  (dpkg database in /usr/share/dpkg/database, debconf, ucf, deb-systemd-helper);
-- the rest of /var becomes tmpfiles.d entries and is emptied;
+- package state that must travel with the tree moves under /usr, and a
+  tmpfiles.d ``L`` line links its /var path there at boot (dpkg database in
+  /usr/share/dpkg/database, debconf, ucf, deb-systemd-helper);
+- the rest of /var becomes tmpfiles.d entries; the commit's /var is empty
+  (libostree ignores it; 2024.3+ would seed a new stateroot's /var from it);
 - home root opt srv mnt media usr/local become symlinks into /var or /run;
 - /sysroot is empty and /ostree points into it; /dev /proc /sys /run /tmp are empty.
 """
@@ -126,7 +127,7 @@ FACTORY = "usr/share/factory"
 
 
 def convert_var(root: Path, factory: bool = False) -> tuple[list[str], list[str]]:
-    """Describe /var as tmpfiles.d lines and empty it (keeping the state symlinks).
+    """Describe /var as tmpfiles.d lines and empty it (the state symlinks are tmpfiles lines too).
 
     With ``factory``, regular files outside logs and caches are kept: moved to
     /usr/share/factory/var/... and copied into /var at boot by a tmpfiles ``C`` line.
@@ -164,13 +165,19 @@ def convert_var(root: Path, factory: bool = False) -> tuple[list[str], list[str]
             else:
                 dropped.append("/" + rel)
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-    # Empty /var, then put back only the state symlinks (they travel in the commit).
-    keep = {v: os.readlink(root / v) for v in state_links if (root / v).is_symlink()}
+    # Empty: libostree ignores a commit's /var (and says so at every deploy); tmpfiles.d makes it.
     _empty_dir(var)
-    for rel, target in sorted(keep.items()):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).symlink_to(target)
     return sorted(lines, key=lambda ln: ln.split()[1]), dropped
+
+
+def make_state_links(root: Path) -> None:
+    """The /var symlinks to the package state under /usr, as the tree's tmpfiles.d makes them at
+    boot: for running dpkg in a tree that has not booted."""
+    for var_path, usr_path in STATE_MOVES:
+        link, target = root / var_path, root / usr_path
+        if target.is_dir() and not os.path.lexists(link):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(target, link.parent))
 
 
 def _tmpfiles_paths(root: Path) -> set[str]:

@@ -125,21 +125,23 @@ class Repo:
             metadata=metadata,
         )
 
-    def read_file(self, rev: str, path: str) -> bytes | None:
-        """The content of a regular file in a commit; None if it is absent or not a regular file
-        (symlinks are not followed)."""
+    def _root(self, rev: str) -> Gio.File:
         checksum = self.resolve(rev)
         try:
             _, root, _ = self._repo.read_commit(checksum, None)
         except GLib.Error as e:
             raise _gerror(f"cannot read commit {checksum}", e) from None
-        target = root.resolve_relative_path(path.lstrip("/"))
+        return root
+
+    @staticmethod
+    def _type(target: Gio.File) -> Gio.FileType | None:
         try:
             info = target.query_info("standard::type", Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
         except GLib.Error:
             return None
-        if info.get_file_type() != Gio.FileType.REGULAR:
-            return None
+        return info.get_file_type()
+
+    def _content(self, target: Gio.File) -> bytes:
         # Read the content object directly (GFile.load_contents on a RepoFile trips a GIO assertion).
         _, stream, file_info, _ = self._repo.load_file(target.get_checksum(), None)
         size = file_info.get_size()
@@ -152,6 +154,55 @@ class Repo:
             size -= len(chunk)
         stream.close(None)
         return b"".join(chunks)
+
+    def read_file(self, rev: str, path: str, follow_symlinks: bool = False) -> bytes | None:
+        """The content of a regular file in a commit; None if it is absent or not a regular file.
+        With ``follow_symlinks``, symbolic links are resolved inside the commit (as in a checkout
+        of it: debian-archive-keyring.gpg -> debian-archive-keyring.pgp)."""
+        root = self._root(rev)
+        rel = path.lstrip("/")
+        for _ in range(40):  # (the kernel's limit on links in a path)
+            target = root.resolve_relative_path(rel)
+            kind = self._type(target)
+            if kind == Gio.FileType.REGULAR:
+                return self._content(target)
+            if kind != Gio.FileType.SYMBOLIC_LINK or not follow_symlinks:
+                return None
+            info = target.query_info("standard::symlink-target", Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
+            rel = os.path.normpath(os.path.join(os.path.dirname("/" + rel), info.get_symlink_target())).lstrip("/")
+        return None
+
+    def tree_checksum(self, rev: str, path: str) -> str | None:
+        """The checksums of a directory of a commit (its content and metadata): equal for equal
+        trees. None if the commit has no directory there."""
+        target = self._root(rev).resolve_relative_path(path.lstrip("/"))
+        if self._type(target) != Gio.FileType.DIRECTORY:
+            return None
+        target.ensure_resolved()
+        return f"{target.tree_get_contents_checksum()}:{target.tree_get_metadata_checksum()}"
+
+    def copy_tree(self, rev: str, path: str, dest: Path) -> bool:
+        """Copy a (small) directory of a commit to ``dest`` as new files, never as hard links into
+        the repository: it may be changed. False if the commit has no directory there."""
+        top = self._root(rev).resolve_relative_path(path.lstrip("/"))
+        if self._type(top) != Gio.FileType.DIRECTORY:
+            return False
+        self._copy_out(top, dest)
+        return True
+
+    def _copy_out(self, top: Gio.File, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        attrs = "standard::name,standard::type,standard::symlink-target,unix::mode"
+        for info in top.enumerate_children(attrs, Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None):
+            child, out = top.get_child(info.get_name()), dest / info.get_name()
+            kind = info.get_file_type()
+            if kind == Gio.FileType.DIRECTORY:
+                self._copy_out(child, out)
+            elif kind == Gio.FileType.SYMBOLIC_LINK:
+                os.symlink(info.get_symlink_target(), out)
+            elif kind == Gio.FileType.REGULAR:
+                out.write_bytes(self._content(child))
+                out.chmod(stat.S_IMODE(info.get_attribute_uint32("unix::mode")))
 
     # ----------------------------------------------------------- writing
     def disable_fsync(self) -> None:
@@ -263,9 +314,9 @@ class Repo:
     def checkout_hardlinks(self, checksum: str, dest: Path) -> None:
         """Check ``checksum`` out at ``dest`` as hardlinks into the repository (``dest`` must not
         exist). Such a tree shares inodes with repository objects: never write into it."""
+        # mode and overwrite_mode stay at their zero defaults (RepoCheckoutMode.NONE: as root,
+        # OverwriteMode.NONE): trixie's PyGObject warns when those enum fields are assigned.
         opts = OSTree.RepoCheckoutAtOptions()
-        opts.mode = OSTree.RepoCheckoutMode.NONE
-        opts.overwrite_mode = OSTree.RepoCheckoutOverwriteMode.NONE
         opts.no_copy_fallback = True
         try:
             self._repo.checkout_at(opts, AT_FDCWD, str(dest), checksum, None)

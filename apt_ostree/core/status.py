@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apt_ostree.core import layering
+from apt_ostree.core import layer_keys as layering
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
 from apt_ostree.errors import RepoError

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from apt_ostree.core.sources import AptRepo
 from apt_ostree.errors import TreefileError
 
@@ -299,6 +297,8 @@ def _read_yaml(path: Path, ctx: _Ctx | None, key: str) -> dict[str, Any]:
     except OSError as e:
         raise TreefileError(f"treefile {path}: cannot read: {e.strerror}") from None
     try:
+        import yaml  # here: the commands that read no treefile do not load it
+
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

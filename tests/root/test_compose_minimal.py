@@ -39,6 +39,9 @@ def checkout(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A hardlink-free checkout of the commit, as a deployment would see it (tests only)."""
     dest = tmp_path_factory.mktemp("checkout") / "tree"
     ostree("checkout", f"--repo={minimal.repo}", minimal.ref, dest)
+    # /var as the first boot makes it (exit 65: lines that do not apply in a sandbox)
+    sandbox = Sandbox(rootfs=dest, binds=(Bind(dest / "usr/etc", "/etc"),))
+    run(sandbox.argv(["systemd-tmpfiles", "--create", "--prefix=/var"]), check=False)
     return dest
 
 
@@ -82,14 +85,13 @@ def test_initramfs_runs_ostree_prepare_root(checkout: Path) -> None:
 
 
 def test_var_and_state(minimal: Composed, checkout: Path) -> None:
-    var = ls(minimal, "/var/lib")
-    assert var["/var/lib/dpkg"].endswith("../../usr/share/dpkg/database")
-    assert (checkout / "var/lib/dpkg/status").is_file()  # the relative link resolves inside the tree
+    # Nothing under /var (libostree would ignore it, with a note at every deploy): tmpfiles.d makes it.
+    assert ls(minimal, "/var") == {"/var": "d00755"}
+    assert (checkout / "var/lib/dpkg/status").is_file()  # made by the checkout's tmpfiles run
     tmpfiles = (checkout / "usr/lib/tmpfiles.d/apt-ostree-var.conf").read_text()
     assert "L /var/lib/dpkg - - - - ../../usr/share/dpkg/database" in tmpfiles
     assert "d /var/log/journal" in tmpfiles  # created by the example's postprocess
     assert (checkout / "usr/share/debconf/database/config.dat").is_file()
-    assert not any((checkout / "var/log").glob("*")) if (checkout / "var/log").exists() else True
 
 
 def test_etc_is_clean(checkout: Path) -> None:
@@ -109,7 +111,7 @@ def test_commit_metadata(minimal: Composed) -> None:
     meta = info.metadata
     assert meta["ostree.bootable"] is True
     assert meta["ostree.linux"].endswith("-amd64")
-    assert meta["version"] == "12"
+    assert meta["version"] == "13"
     assert meta["org.debian.apt-ostree.example"] == "minimal"
     assert len(meta["apt-ostree.inputhash"]) == 64
     assert "Types: deb\n" in meta["apt-ostree.sources"]  # deb822, as given to mmdebstrap

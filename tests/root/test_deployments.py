@@ -20,13 +20,14 @@ SCHEMA_KEYS = {"id": str, "osname": str, "serial": int, "checksum": str, "timest
                "packages": list, "base-removals": list}
 
 
-def derive(repo: Path, ref: str, version: str, files: dict[str, str], tmp: Path, base: str | None = None) -> str:
+def derive(repo: Path, ref: str, version: str, files: dict[str, str | bytes], tmp: Path,
+           base: str | None = None) -> str:
     """A new commit on ``ref``: ``base`` (default: the ref's commit) plus ``files``
     (what a recompose with an extra file gives); its metadata is kept."""
     tree = tmp / f"extra-{version}"
     for rel, text in files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tree / rel).write_text(text)
+        (tree / rel).write_bytes(text if isinstance(text, bytes) else text.encode())
     parent = [f"--parent={base}"] if base else []
     out = subprocess.run(["ostree", "commit", f"--repo={repo}", "-b", ref, *parent, f"--tree=ref={base or ref}",
                           f"--tree=dir={tree}",
@@ -52,7 +53,7 @@ def entries(root: Path) -> list[str]:
 
 def test_status(sysroot: Path, minimal: Composed) -> None:
     [d] = status(sysroot)
-    assert d["checksum"] == minimal.checksum and d["origin"] == "updates:test/os" and d["version"] == "12"
+    assert d["checksum"] == minimal.checksum and d["origin"] == "updates:test/os" and d["version"] == "13"
     human = apt_ostree("status", "--sysroot", sysroot).stdout
     assert "updates:test/os" in human and f"Commit: {minimal.checksum}" in human
     assert apt_ostree("status", "--sysroot", sysroot, "--pending-exit-77", check=False).returncode == 0
@@ -60,14 +61,14 @@ def test_status(sysroot: Path, minimal: Composed) -> None:
 
 def test_upgrade_rollback_cleanup(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
     assert apt_ostree("upgrade", "--sysroot", sysroot, "--unchanged-exit-77", check=False).returncode == 77
-    v2 = derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    v2 = derive(updates, "test/os", "13.1", {"usr/share/extra": "two\n"}, tmp_path)
     check = apt_ostree("upgrade", "--sysroot", sysroot, "--check").stdout
     assert v2 in check and len(status(sysroot)) == 1
     apt_ostree("upgrade", "--sysroot", sysroot)
     order = [d["checksum"] for d in status(sysroot)]
     assert order == [v2, minimal.checksum]
     new, old = entries(sysroot)
-    assert "12.1" in new and "12.1" not in old and "root=LABEL=ostree-root rw" in new
+    assert "13.1" in new and "13.1" not in old and "root=LABEL=ostree-root rw" in new
     deploy_dir = next((sysroot / "ostree/deploy/debian/deploy").glob(f"{v2}.*.origin"))
     assert "refspec=updates:test/os" in deploy_dir.read_text()
     assert (sysroot / f"ostree/deploy/debian/deploy/{v2}.0/usr/share/extra").read_text() == "two\n"
@@ -82,9 +83,9 @@ def test_upgrade_rollback_cleanup(sysroot: Path, updates: Path, minimal: Compose
 
 
 def test_deploy_version_and_downgrade(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
-    derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    derive(updates, "test/os", "13.1", {"usr/share/extra": "two\n"}, tmp_path)
     apt_ostree("upgrade", "--sysroot", sysroot)
-    apt_ostree("deploy", "--sysroot", sysroot, "version=12")
+    apt_ostree("deploy", "--sysroot", sysroot, "version=13")
     assert status(sysroot)[0]["checksum"] == minimal.checksum
     cli = apt_ostree("deploy", "--sysroot", sysroot, "version=99", check=False)
     assert cli.returncode == 1 and "version '99'" in error_lines(cli)[0]
@@ -139,7 +140,7 @@ def test_unsigned_commit_from_gpg_remote(sysroot: Path, updates: Path) -> None:
 
 
 def test_upgrade_flags(sysroot: Path, updates: Path, minimal: Composed, tmp_path: Path) -> None:
-    v2 = derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    v2 = derive(updates, "test/os", "13.1", {"usr/share/extra": "two\n"}, tmp_path)
     preview = apt_ostree("upgrade", "--sysroot", sysroot, "--preview").stdout
     assert v2 in preview and "No package changes." in preview
     assert len(status(sysroot)) == 1
@@ -164,7 +165,7 @@ def test_upgrade_flags(sysroot: Path, updates: Path, minimal: Composed, tmp_path
 
 
 def test_cleanup_base_and_pending(sysroot: Path, updates: Path, tmp_path: Path) -> None:
-    derive(updates, "test/os", "12.1", {"usr/share/extra": "two\n"}, tmp_path)
+    derive(updates, "test/os", "13.1", {"usr/share/extra": "two\n"}, tmp_path)
     apt_ostree("upgrade", "--sysroot", sysroot)
     assert "No deployments removed." in apt_ostree("cleanup", "--sysroot", sysroot, "-b").stdout
     assert len(status(sysroot)) == 2

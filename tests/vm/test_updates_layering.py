@@ -40,7 +40,7 @@ def test_install_upgrade_uninstall_rollback(guest: Guest, minimal: Composed, upd
     assert g.run("dpkg -l htop", check=False).returncode == 0
 
     # (test_updates.py left minimal_extra, which has htop, on the ref: derive from minimal itself)
-    new_base = derive(updates, minimal.ref, "12.99", {"usr/share/apt-ostree-test/new-base": "v2\n"}, tmp_path,
+    new_base = derive(updates, minimal.ref, "13.99", {"usr/share/apt-ostree-test/new-base": "v2\n"}, tmp_path,
                       base=minimal.checksum)
     g.run("apt-ostree upgrade", timeout=900)
     reboot(g)

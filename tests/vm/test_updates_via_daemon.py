@@ -71,7 +71,7 @@ def test_daemon_in_guest(guest: Guest, minimal: Composed, updates: Path, tmp_pat
     assert _ids(g) == before
 
     # the automatic-update timer's service, with the check policy, then with stage
-    new = derive(updates, minimal.ref, "12.auto", {"usr/share/apt-ostree-test/auto": "auto\n"}, tmp_path)
+    new = derive(updates, minimal.ref, "13.auto", {"usr/share/apt-ostree-test/auto": "auto\n"}, tmp_path)
     g.run("printf '[Daemon]\\nAutomaticUpdatePolicy=check\\nIdleExitTimeout=20\\n' > /etc/apt-ostreed.conf")
     g.run("apt-ostree reload")
     g.run("systemctl start apt-ostreed-automatic.service", timeout=900)

@@ -1,0 +1,73 @@
+"""A Debian 12 guest upgraded to Debian 13 by one `apt-ostree rebase`, and rolled back (issue 11,
+item 5): a package layered on 12 is re-resolved from 13's own sources (the new base's /etc/apt
+merged with the admin's /etc), /etc edits survive both ways, each step proven by a reboot.
+(Runs after the test_updates* files: the Debian 13 guest idles meanwhile.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Composed, apt_ostree
+from tests.vm.conftest import GUEST_UPDATES, mount_updates, publish
+from tests.vm.qemu import Guest, make_ssh_key
+from tests.vm.test_updates import booted, reboot
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def guest12(bookworm: Composed, minimal: Composed, updates: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    publish(updates, bookworm.repo, bookworm.ref, bookworm.checksum)
+    publish(updates, minimal.repo, minimal.ref, minimal.checksum)  # Debian 13 as composed (other tests moved it)
+    work = tmp_path_factory.mktemp("vm12")
+    key, pub = make_ssh_key(work)
+    disk = work / "disk.img"
+    apt_ostree("compose", "disk-image", "--repo", bookworm.repo, "--ref", bookworm.ref, "--root-ssh-key", pub,
+               "--hostname", "aotest12", "--remote", f"updates=file://{GUEST_UPDATES}", disk)
+    share = ("-virtfs", f"local,path={updates},mount_tag=updates,security_model=none,readonly=on")
+    with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share, network=True) as g:
+        g.wait_for_ssh(timeout=420)
+        mount_updates(g)
+        yield g
+
+
+def version(g: Guest, package: str) -> str:
+    return g.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' {package}").stdout.strip()
+
+
+def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minimal: Composed) -> None:
+    g = guest12
+    assert g.run("cat /etc/debian_version").stdout.startswith("12.")
+    g.run("echo kept-across-releases > /etc/apt-ostree-test-edit")
+    g.run("apt-ostree install htop", timeout=900)
+    reboot(g)
+    v12 = version(g, "htop")
+    assert v12.startswith("ii ") and booted(g)["packages"] == ["htop"]
+
+    cli = g.run(f"apt-ostree rebase updates:{minimal.ref}", timeout=1500)
+    assert "htop" in cli.stdout  # the package diff names the layered package's new version
+    staged = next(d for d in json.loads(g.run("apt-ostree status --json").stdout)["deployments"] if d["staged"])
+    assert staged["origin"] == f"updates:{minimal.ref}" and staged["requested-packages"] == ["htop"]
+    diff = g.run("apt-ostree db diff").stdout
+    assert "base-files" in diff and "htop" in diff
+    reboot(g)
+    d = booted(g)
+    assert d["base-checksum"] == minimal.checksum and d["packages"] == ["htop"]
+    assert g.run("cat /etc/debian_version").stdout.startswith("13.")
+    v13 = version(g, "htop")
+    assert v13.startswith("ii ") and v13 != v12
+    assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "kept-across-releases"
+    assert g.run("systemctl --failed --no-legend").stdout.strip() == ""
+    assert g.run("htop --version").returncode == 0
+
+    g.run("apt-ostree rollback")
+    reboot(g)
+    assert g.run("cat /etc/debian_version").stdout.startswith("12.")
+    assert version(g, "htop") == v12
+    assert booted(g)["origin"] == f"updates:{bookworm.ref}"
+    assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "kept-across-releases"
