@@ -129,7 +129,8 @@ def make_repo(root: Path, packages: tuple[Deb, ...] = PACKAGES, sign: bool = Tru
             sums += "".join(f" {hashlib.sha256(f.read_bytes()).hexdigest()} {f.stat().st_size} "
                             f"{component}/binary-amd64/{f.name}\n" for f in sorted(binary.iterdir()))
         release = repo / f"dists/{suite}/Release"
-        release.write_text(f"Suite: {suite}\nCodename: {suite}\nArchitectures: amd64 all\n"
+        release.write_text(f"Suite: {suite}\nCodename: {suite}\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n"
+                           "Architectures: amd64 all\n"
                            f"Components: {' '.join(components)}\nSHA256:\n{sums}")
         if sign:
             subprocess.run(["gpg", "--batch", "--yes", "--clearsign", "-o", str(repo / f"dists/{suite}/InRelease"),

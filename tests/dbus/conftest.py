@@ -76,7 +76,8 @@ def bus() -> Iterator[Bus]:
         time.sleep(0.05)
     else:
         proc.kill()
-        raise AssertionError(f"dbus-daemon did not start: {proc.stderr.read() if proc.stderr else ''}")
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise AssertionError(f"dbus-daemon did not start: {err}")
     socket.chmod(0o777)
     yield Bus(f"unix:path={socket}", socket)
     proc.terminate()

@@ -228,7 +228,8 @@ def test_debconf_answers(layer_root: Path, minimal: Composed) -> None:
 def test_override_remove_replace_reset(layer_root: Path, minimal: Composed, tmp_path: Path) -> None:
     apt_ostree("override", "remove", "less", "--sysroot", layer_root)
     d = status(layer_root)[0]
-    assert d["requested-base-removals"] == ["less"] and [str(x).split()[0] for x in d["base-removals"]] == ["less"]
+    removals: list[str] = d["base-removals"]  # type: ignore[assignment]
+    assert d["requested-base-removals"] == ["less"] and [x.split()[0] for x in removals] == ["less"]
     check_golden("override-remove-less", tree_diff(layer_root, minimal.checksum, str(d["checksum"])))
     assert "RemovedBasePackages: less" in apt_ostree("status", "--sysroot", layer_root).stdout
     fsck(layer_root)

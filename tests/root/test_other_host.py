@@ -55,7 +55,9 @@ def test_root_and_unit_tiers_on_the_other_release(minimal: Composed, cachedir: P
     root = make_root(OTHER[host], cachedir)
     inner = (f"cd /src && exec python3 -m pytest -q -p no:cacheprovider --basetemp=/var/tmp/pytest "
              f"--deselect tests/unit/test_lint.py {' '.join(TESTS)}")
-    mounts = [f"mount --rbind /dev {root}/dev", f"mount -t proc proc {root}/proc", f"mount --rbind /sys {root}/sys",
+    # the root is a mount point of its own (bwrap makes / a slave mount, which needs one)
+    mounts = [f"mount --bind {root} {root}", f"mount --rbind /dev {root}/dev", f"mount -t proc proc {root}/proc",
+              f"mount --rbind /sys {root}/sys",
               f"mount -t tmpfs tmpfs {root}/run", f"mkdir -p {root}/src {root}/{minimal.repo}",
               f"mount --bind {TOP} {root}/src", f"mount --bind {minimal.repo} {root}/{minimal.repo}",
               f"rm -rf {root}/var/tmp/pytest"]
