@@ -4,6 +4,7 @@ user NAT (layering downloads .debs from the machine's configured APT mirror)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,17 +33,23 @@ def publish(updates: Path, source: Path, ref: str, checksum: str) -> None:
     subprocess.run(["ostree", "refs", f"--repo={updates}", "--force", f"--create={ref}", checksum], check=True)
 
 
-@pytest.fixture(scope="session")
-def guest(minimal: Composed, updates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
-    work = tmp_path_factory.mktemp("vm")
+@contextlib.contextmanager
+def booted_guest(image: Composed, updates: Path, work: Path, hostname: str) -> Iterator[Guest]:
+    """A BIOS disk of ``image`` booted, with the update server as its remote ``updates``."""
     key, pub = make_ssh_key(work)
     disk = work / "disk.img"
-    apt_ostree("compose", "disk-image", "--repo", minimal.repo, "--ref", minimal.ref, "--root-ssh-key", pub,
-               "--hostname", "aotest", "--remote", f"updates=file://{GUEST_UPDATES}", disk)
+    apt_ostree("compose", "disk-image", "--repo", image.repo, "--ref", image.ref, "--root-ssh-key", pub,
+               "--hostname", hostname, "--remote", f"updates=file://{GUEST_UPDATES}", disk)
     share = ("-virtfs", f"local,path={updates},mount_tag=updates,security_model=none,readonly=on")
     with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share, network=True) as g:
         g.wait_for_ssh(timeout=420)
         mount_updates(g)
+        yield g
+
+
+@pytest.fixture(scope="session")
+def guest(minimal: Composed, updates: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    with booted_guest(minimal, updates, tmp_path_factory.mktemp("vm"), "aotest") as g:
         yield g
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Composed, apt_ostree
-from tests.vm.conftest import GUEST_UPDATES, mount_updates, publish
-from tests.vm.qemu import Guest, make_ssh_key
+from tests.conftest import Composed
+from tests.vm import conftest as vm
+from tests.vm.conftest import publish
+from tests.vm.qemu import Guest
 from tests.vm.test_updates import booted, reboot
 
 pytestmark = pytest.mark.vm
@@ -24,15 +25,7 @@ def guest12(bookworm: Composed, minimal: Composed, updates: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     publish(updates, bookworm.repo, bookworm.ref, bookworm.checksum)
     publish(updates, minimal.repo, minimal.ref, minimal.checksum)  # Debian 13 as composed (other tests moved it)
-    work = tmp_path_factory.mktemp("vm12")
-    key, pub = make_ssh_key(work)
-    disk = work / "disk.img"
-    apt_ostree("compose", "disk-image", "--repo", bookworm.repo, "--ref", bookworm.ref, "--root-ssh-key", pub,
-               "--hostname", "aotest12", "--remote", f"updates=file://{GUEST_UPDATES}", disk)
-    share = ("-virtfs", f"local,path={updates},mount_tag=updates,security_model=none,readonly=on")
-    with Guest(disk, ssh_key=key, serial_log=work / "serial.log", qemu_args=share, network=True) as g:
-        g.wait_for_ssh(timeout=420)
-        mount_updates(g)
+    with vm.booted_guest(bookworm, updates, tmp_path_factory.mktemp("vm12"), "aotest12") as g:
         yield g
 
 
