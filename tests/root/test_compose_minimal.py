@@ -1,4 +1,4 @@
-"""examples/minimal.yaml composed for real: layout, metadata, fsck, db, reproducibility."""
+"""examples/trixie.yaml composed for real: layout, metadata, fsck, db, reproducibility."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """apt-ostree is a Debian package: it builds, lintian finds no errors, it ships what it should.
 
 (Installing it with its real dependencies into a scratch root and running `apt-ostree --version`
-there is done by examples/minimal.yaml: see test_compose_minimal.test_dpkg_and_apt_work_on_the_tree.)
+there is done by examples/trixie.yaml: see test_compose_minimal.test_dpkg_and_apt_work_on_the_tree.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The vm tier's shared guest: examples/minimal.yaml as a BIOS disk, booted once per session (TCG),
+"""The vm tier's shared guest: examples/trixie.yaml (Debian 13) as a BIOS disk, booted once per session (TCG),
 with an update repository shared read-only over 9p. The guest reaches the network through QEMU's
 user NAT (layering downloads .debs from the machine's configured APT mirror)."""
 
