@@ -20,7 +20,7 @@ DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml pyth
 	arch-test ca-certificates qemu-system-x86 qemu-utils grub-pc-bin grub2-common fdisk \
 	openssh-client grub-efi-amd64-bin ovmf mtools dosfstools dbus-daemon systemd procps util-linux
 
-.PHONY: all deps deb demo check lint clean
+.PHONY: all deps deb demo check lint clean completion
 
 all: deb
 
@@ -64,3 +64,7 @@ lint: $(VENV)/.stamp
 
 clean:
 	rm -rf $(BUILD)
+
+# the bash completion is generated from the argument parser (a unit test checks it is current)
+completion:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.surface > completion/apt-ostree

@@ -6,6 +6,9 @@ output and exit codes; everything else raises.
 
 from __future__ import annotations
 
+EXIT_UNCHANGED = 77  # --unchanged-exit-77, status --pending-exit-77 (as rpm-ostree)
+EXIT_CANCELLED = 130  # cancelled or interrupted (128 + SIGINT)
+
 
 class AptOstreeError(Exception):
     """Base class: a failure the user can act on."""
@@ -65,3 +68,9 @@ class ComposeError(AptOstreeError):
 
 class Cancelled(AptOstreeError):
     """The operation was cancelled by its caller."""
+
+    exit_code = EXIT_CANCELLED
+
+
+class DaemonError(AptOstreeError):
+    """apt-ostreed refused or failed a request."""

@@ -12,7 +12,10 @@ defaults (journal on), as on the root partition of `compose disk-image` and of a
 in a loop-mounted image file. --host-fs runs in /var/tmp instead (see docs/benchmarks.md for why
 that can differ: ext4 without a journal makes directory creation slow after mass deletions).
 
-    make deb && /usr/bin/python3 bench/layering.py [--rounds N] [--host-fs] [--no-write]
+--release trixie composes both bases for Debian 13 instead (the same package sets; the host's
+mirrors with the suites mapped, as compose does for a treefile without `repos`).
+
+    make deb && /usr/bin/python3 bench/layering.py [--rounds N] [--host-fs] [--release R] [--no-write]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from bench.results import add_rows  # noqa: E402
 
 CACHE = TOP / "_build/bench-cache"
 BASES = {"small": TOP / "bench/base-small.yaml", "large": TOP / "bench/base-large.yaml"}
+RELEASES = {"bookworm": "Debian 12", "trixie": "Debian 13"}  # base-*.yaml are bookworm's
 PACKAGES = ("htop", "openssh-server")
 FS_SIZE = 24 << 30  # sparse
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8"}
@@ -83,9 +87,18 @@ class Base:
     size_mb: float
 
 
-def prepare(name: str, work: Path) -> Base:
+def treefile(name: str, release: str, work: Path) -> Path:
+    if release == "bookworm":
+        return BASES[name]
+    path = work / f"base-{name}-{release}.yaml"
+    path.write_text(f"include: {BASES[name]}\nreleasever: {release}\n")
+    return path
+
+
+def prepare(name: str, release: str, work: Path) -> Base:
     repo = work / "repo"
-    cli("compose", "tree", BASES[name], "--repo", repo, "--cachedir", CACHE)
+    cache = CACHE if release == "bookworm" else CACHE.with_name(f"{CACHE.name}-{release}")
+    cli("compose", "tree", treefile(name, release, work), "--repo", repo, "--cachedir", cache)
     src = Repo.open(repo)
     checksum = src.resolve(f"bench/{name}")
     root = work / f"sysroot-{name}"
@@ -183,12 +196,14 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--host-fs", action="store_true",
                         help="work in /var/tmp instead of a fresh journaled ext4 file system")
+    parser.add_argument("--release", choices=RELEASES, default="bookworm", help="the Debian release of the bases")
     args = parser.parse_args()
+    debian = RELEASES[args.release]
     rows = []
     overhead: dict[tuple[str, str], float] = {}
     fs = "/var/tmp (host fs)" if args.host_fs else "journaled ext4"
     with bench_fs(args.host_fs) as work:
-        bases = [prepare(name, work) for name in BASES]
+        bases = [prepare(name, args.release, work) for name in BASES]
         for base in bases:
             cli("install", "--download-only", "--sysroot", base.sysroot, *PACKAGES)  # lists and .debs
             for pkg in PACKAGES:
@@ -210,16 +225,16 @@ def main() -> int:
                           file=sys.stderr)
                 o, b = statistics.median(ours), statistics.median(theirs)
                 overhead[(base.name, pkg)] = o - b
-                rows.append(f"| {datetime.date.today()} | install {pkg} on the {base.name} base "
+                rows.append(f"| {datetime.date.today()} | install {pkg} on the {base.name} {debian} base "
                             f"({base.size_mb:.0f} MB), resolve to deployment written | {o:.2f} s, "
                             f"peak RSS {max(rss)} MiB, repo growth "
                             f"{growth:.2f}x unpacked size | apt-get install in a chroot copy: {b:.2f} s | "
                             f"**{o / b:.2f}x** | {args.rounds} rounds, median, {fs} |")
     for pkg in PACKAGES:
         small, large = overhead[("small", pkg)], overhead[("large", pkg)]
-        rows.append(f"| {datetime.date.today()} | time above apt-get, {pkg}: large base vs small base | "
-                    f"+{large:.2f} s | +{small:.2f} s | **{large / small:.2f}x** | "
-                    f"{args.rounds} rounds, median, {fs} |")
+        growth_ratio = f"**{large / small:.2f}x**" if small > 0 else "n/a (not slower than apt-get on the small base)"
+        rows.append(f"| {datetime.date.today()} | time above apt-get, {pkg}: large vs small {debian} base | "
+                    f"{large:+.2f} s | {small:+.2f} s | {growth_ratio} | {args.rounds} rounds, median, {fs} |")
     print("\n".join(rows))
     if not args.no_write:
         add_rows("<!-- bench/layering.py -->", "## Layering", rows)

@@ -65,7 +65,7 @@ def daemon_start(root: Path, address: str, tmp: Path) -> float:
     conf.write_text("[Daemon]\nIdleExitTimeout=0\n")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "DBUS_SYSTEM_BUS_ADDRESS": address}
     start = time.monotonic()
-    proc = subprocess.Popen(["/usr/bin/python3", "-m", "apt_ostree.cli.main", "start-daemon", "--sysroot", str(root),
+    proc = subprocess.Popen(["/usr/bin/python3", "-m", "apt_ostree.daemon", "--sysroot", str(root),  # as systemd
                              "--config", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while subprocess.run(["busctl", f"--address={address}", "status", "org.projectatomic.aptostree1"],

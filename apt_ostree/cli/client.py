@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apt_ostree.daemon import requests
+from apt_ostree import verbs
+from apt_ostree.cli.common import check_finalize_args
 from apt_ostree.dbus_names import (
     BUS_NAME,
     ERROR_BUSY,
@@ -31,7 +32,7 @@ from apt_ostree.dbus_names import (
     SYSROOT_PATH,
     TRANSACTION_IFACE,
 )
-from apt_ostree.errors import AptOstreeError, UsageError
+from apt_ostree.errors import AptOstreeError, DaemonError, UsageError
 from apt_ostree.progress import TerminalProgress
 
 BOOTED_MARKER = Path("/run/ostree-booted")
@@ -39,12 +40,6 @@ SYSTEM_BUS_SOCKET = Path("/run/dbus/system_bus_socket")
 ACTIVATION_WAIT = 300.0  # seconds to wait for a daemon that is still starting
 ACTIVATION_TIMEOUTS = ("org.freedesktop.DBus.Error.TimedOut", "org.freedesktop.DBus.Error.NoReply",
                        "org.freedesktop.DBus.Error.TimeoutExpired")
-MUTATING = ("upgrade", "deploy", "rebase", "rollback", "cleanup", "kargs", "finalize-deployment", "install",
-            "uninstall", "remove", "override", "reset", "refresh-md")
-
-
-class DaemonError(AptOstreeError):
-    """apt-ostreed refused or failed a request."""
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +64,7 @@ def _has_bus() -> bool:
 
 def wants_daemon(args: argparse.Namespace) -> bool:
     """Whether this command goes through apt-ostreed."""
-    if os.environ.get(NO_DAEMON_ENV) or args.command not in MUTATING or not _has_bus():
+    if os.environ.get(NO_DAEMON_ENV) or args.command not in verbs.MUTATING or not _has_bus():
         return False
     if args.command == "kargs" and not _kargs_change(args):
         return False  # showing the arguments reads the sysroot
@@ -133,13 +128,13 @@ def _options(verb: str, args: argparse.Namespace, skip: tuple[str, ...] = ()) ->
     from gi.repository import GLib
 
     opts: dict[str, Any] = {}
-    for key in requests.ALLOWED[verb]:
+    for key in verbs.ALLOWED[verb]:
         if key in skip:
             continue
-        if key in requests.FLAGS:
-            if getattr(args, requests.FLAGS[key].lstrip("-").replace("-", "_"), False):
+        if key in verbs.FLAGS:
+            if getattr(args, verbs.FLAGS[key].lstrip("-").replace("-", "_"), False):
                 opts[key] = GLib.Variant("b", True)
-        elif key in requests.LISTS:
+        elif key in verbs.LISTS:
             values = getattr(args, key.replace("-", "_"), None) or []
             if values:
                 opts[key] = GLib.Variant("as", list(values))
@@ -185,15 +180,17 @@ def build_call(args: argparse.Namespace) -> tuple[str, str, Any]:
     if c == "rollback":
         return "Rollback", "(a{sv})", (_options("rollback", args),)
     if c == "cleanup":
-        elements = [e for e, flag in requests.CLEANUP_ELEMENTS.items() if getattr(args, flag.lstrip("-"))]
+        elements = [e for e, flag in verbs.CLEANUP_ELEMENTS.items() if getattr(args, flag.lstrip("-"))]
         if not elements:
             raise UsageError("cleanup: say what to remove: -p/--pending, -r/--rollback, -b/--base")
         return "Cleanup", "(as)", (elements,)
     if c == "refresh-md":
         return "RefreshMd", "(a{sv})", (_options("refresh-md", args),)
     if c == "finalize-deployment":
+        check_finalize_args(args)
         opts = _options("finalize-deployment", args, skip=("checksum",))
-        opts["checksum"] = v("s", args.checksum)
+        if args.checksum is not None:
+            opts["checksum"] = v("s", args.checksum)
         return "FinalizeDeployment", "(a{sv})", (opts,)
     if c == "kargs":
         return _kargs_call(args)

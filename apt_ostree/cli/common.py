@@ -8,10 +8,16 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apt_ostree.core.pkgdb import PackageDiff
-from apt_ostree.errors import UsageError
+from apt_ostree.errors import EXIT_UNCHANGED, UsageError
 from apt_ostree.progress import Progress, TerminalProgress
+from apt_ostree.run import run
+
+if TYPE_CHECKING:
+    from apt_ostree.core.layer_apt import Plan  # (python-apt: only the commands that layer load it)
+    from apt_ostree.core.sysroot import Deployment, Sysroot
 
 
 def _terminal(verbose: bool) -> Progress:
@@ -67,5 +73,53 @@ def diff_lines(diff: PackageDiff) -> list[str]:
     return lines
 
 
+def plan_lines(plan: Plan) -> list[str]:
+    lines = []
+    if plan.install:
+        lines.append(f"Installing {len(plan.install)} packages:")
+        lines += [f"  {p}" for p in plan.install]
+    if plan.replace:
+        lines.append(f"Replacing {len(plan.replace)} base packages:")
+        lines += [f"  {n} {old} -> {p.version}" for n, old, p in plan.replace]
+    if plan.remove:
+        lines.append(f"Removing {len(plan.remove)} base packages:")
+        lines += [f"  {p}" for p in plan.remove]
+    if plan.inactive:
+        lines.append(f"Inactive requests (in the base): {' '.join(plan.inactive)}")
+    if plan.empty:
+        lines.append("No packages to install or remove.")
+    lines.append(f"Download size: {plan.download_size / 1e6:.1f} MB")
+    return lines
+
+
+def check_finalize_args(args: argparse.Namespace) -> None:
+    """finalize-deployment's usage rule, in-process and before a daemon call alike."""
+    if args.checksum is None and not args.allow_missing_checksum:
+        raise UsageError("finalize-deployment: give the staged deployment's checksum, or --allow-missing-checksum",
+                         hint="apt-ostree status shows the staged deployment")
+
+
 def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def add_sysroot_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sysroot", type=Path, default=Path("/"), metavar="PATH", help="sysroot to operate on (default /)")
+
+
+def finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
+    if deployment is not None:
+        how = "Staged" if deployment.staged else "Deployed"
+        out(f"{how}: {deployment.id}")
+        if sysroot.is_booted:
+            out("Run \"systemctl reboot\" to start the new deployment." if not args.reboot else "Rebooting.")
+    if getattr(args, "reboot", False):
+        if not sysroot.is_booted:
+            raise UsageError("--reboot: the sysroot is not the booted system")
+        run(["systemctl", "reboot"], what="systemctl reboot")
+    return 0
+
+
+def unchanged(args: argparse.Namespace, message: str) -> int:
+    out(message)
+    return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0

@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 from apt_ostree.cli.common import key_value, out, progress_for, write_atomically
-from apt_ostree.errors import UsageError
-
-EXIT_UNCHANGED = 77
+from apt_ostree.errors import EXIT_UNCHANGED, UsageError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import apt_ostree
 from apt_ostree.cli import client
-from apt_ostree.cli.common import out
-from apt_ostree.cli.status import add_sysroot_arg
+from apt_ostree.cli.common import add_sysroot_arg, out
 from apt_ostree.dbus_names import BUS_NAME, SYSROOT_IFACE, SYSROOT_PATH, TRANSACTION_IFACE
 
 
@@ -30,11 +31,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_start_daemon(args: argparse.Namespace) -> int:
-    from apt_ostree.daemon import service
-
-    if not args.debug:
-        logging.getLogger().setLevel(logging.INFO)
-    return service.serve(args.sysroot, args.config)
+    """apt-ostreed is its own program (``python3 -m apt_ostree.daemon``): become it, with this
+    apt_ostree package (a checkout's too) on its path."""
+    package_root = str(Path(apt_ostree.__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": package_root + (f":{path}" if path else "")}
+    argv = [sys.executable, "-m", "apt_ostree.daemon", "--sysroot", str(args.sysroot),
+            *(["--config", str(args.config)] if args.config else []), *(["--debug"] if args.debug else [])]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # (not a subprocess: this process becomes the daemon)
 
 
 def _connected(sysroot: Path) -> Any:

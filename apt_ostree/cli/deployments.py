@@ -8,13 +8,21 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
-from apt_ostree.cli.common import diff_lines, out, progress_for
-from apt_ostree.cli.status import EXIT_UNCHANGED, add_sysroot_arg
+from apt_ostree.cli.common import (
+    add_sysroot_arg,
+    check_finalize_args,
+    diff_lines,
+    finish,
+    out,
+    plan_lines,
+    progress_for,
+    unchanged,
+)
 from apt_ostree.core import config, deploy, layering, packages
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages
-from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
+from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.errors import RepoError, UsageError
 from apt_ostree.run import run
 
@@ -39,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rb = sub.add_parser("rebase", help="switch to another ref (REMOTE:REF or REF), keeping /etc changes")
     add_sysroot_arg(rb)
     rb.add_argument("refspec", metavar="REFSPEC")
+    rb.add_argument("--preview", action="store_true",
+                    help="pull the new base and resolve the layered packages on it; show the changes, deploy nothing")
     _common(rb)
     rb.set_defaults(func=run_rebase)
 
@@ -71,8 +81,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     fd = sub.add_parser("finalize-deployment", help="unlock a finalization-locked staged deployment and reboot")
     add_sysroot_arg(fd)
-    fd.add_argument("checksum", metavar="CHECKSUM", help="the staged deployment's commit (or a prefix)")
-    fd.add_argument("--allow-missing-checksum", action="store_true")
+    fd.add_argument("checksum", metavar="CHECKSUM", nargs="?", help="the staged deployment's commit (or a prefix)")
+    fd.add_argument("--allow-missing-checksum", action="store_true",
+                    help="finalize whatever is staged when no CHECKSUM is given")
     fd.set_defaults(func=run_finalize)
 
 
@@ -114,28 +125,10 @@ def _print_diff(diff: PackageDiff | None) -> None:
             out(line)
 
 
-def finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
-    if deployment is not None:
-        how = "Staged" if deployment.staged else "Deployed"
-        out(f"{how}: {deployment.id}")
-        if sysroot.is_booted:
-            out("Run \"systemctl reboot\" to start the new deployment." if not args.reboot else "Rebooting.")
-    if getattr(args, "reboot", False):
-        if not sysroot.is_booted:
-            raise UsageError("--reboot: the sysroot is not the booted system")
-        run(["systemctl", "reboot"], what="systemctl reboot")
-    return 0
-
-
-def unchanged(args: argparse.Namespace, message: str) -> int:
-    out(message)
-    return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
-
-
 def run_upgrade(args: argparse.Namespace) -> int:
     sysroot = _open(args)
     if args.trigger_automatic_update_policy:
-        policy = config.load(config.config_path(sysroot.merge_deployment().path)).automatic_update_policy
+        policy = config.of_deployment(sysroot.merge_deployment().path).automatic_update_policy
         if policy == "none":
             out("Automatic updates are not enabled.")
             return 0
@@ -164,9 +157,23 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_rebase(args: argparse.Namespace) -> int:
-    return _deploy_verb(args, lambda s: deploy.rebase(
-        s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
-        origin=_changed_origin(args, s)), f"Already on {args.refspec}")
+    if not args.preview:
+        return _deploy_verb(args, lambda s: deploy.rebase(
+            s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
+            origin=_changed_origin(args, s)), f"Already on {args.refspec}")
+    sysroot = _open(args)
+    with sysroot.locked():
+        change = deploy.rebase(sysroot, args.refspec, progress_for(args), cache_only=args.cache_only, preview=True,
+                               origin=_changed_origin(args, sysroot))
+    if not change.changed:
+        return unchanged(args, f"Already on {args.refspec}: {change.checksum}")
+    out(f"Available commit: {change.checksum}" + (f" (version {change.version})" if change.version else ""))
+    _print_diff(change.diff)
+    if change.plan is not None:
+        out("Layered packages on the new base:")
+        for line in plan_lines(change.plan):
+            out(f"  {line}")
+    return 0
 
 
 def _deploy_verb(args: argparse.Namespace, operation: Callable[[Sysroot], deploy.Change], message: str) -> int:
@@ -246,15 +253,17 @@ def _edit(kargs: list[str]) -> list[str]:
 
 
 def run_finalize(args: argparse.Namespace) -> int:
+    check_finalize_args(args)
     sysroot = _open(args)
     if not sysroot.is_booted:
         raise UsageError("finalize-deployment: only on the booted system")
     staged = next((d for d in sysroot.deployments() if d.staged), None)
     if staged is None:
         raise RepoError("no staged deployment to finalize")
-    if not staged.checksum.startswith(args.checksum) and not args.allow_missing_checksum:
+    if args.checksum is not None and not staged.checksum.startswith(args.checksum):
         raise UsageError(f"the staged deployment is {staged.checksum}, not {args.checksum}")
-    STAGED_LOCK.unlink(missing_ok=True)
+    with sysroot.locked():
+        sysroot.unlock_finalization(staged)
     out(f"Finalizing {staged.id} and rebooting.")
     run(["systemctl", "reboot"], what="systemctl reboot")
     return 0

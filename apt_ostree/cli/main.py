@@ -7,11 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from apt_ostree import __version__, interrupt
+from apt_ostree import __version__, interrupt, verbs
 from apt_ostree.cli import client, compose, daemon, db, deployments, packages, status
-from apt_ostree.errors import AptOstreeError, Cancelled, LayeringError
-
-EXIT_UNCHANGED = 77
+from apt_ostree.errors import EXIT_CANCELLED, AptOstreeError, Cancelled, LayeringError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.register(sub)
     db.register(sub)
     daemon.register(sub)
-    for name in client.MUTATING:
+    for name in verbs.MUTATING:
         verb = sub.choices[name]
         nested = [a for a in verb._actions if isinstance(a, argparse._SubParsersAction)]
         for p in (list(nested[0].choices.values()) if nested else [verb]):
@@ -54,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except Cancelled as e:
         print(f"error: {e.message}", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     except AptOstreeError as e:
         if interrupt.requested():  # e.g. dpkg stopped by the cancel's SIGINT: the cause is the cancel
             print("error: cancelled", file=sys.stderr)
-            return 130
+            return EXIT_CANCELLED
         if args.debug:
             raise
         print(f"error: {e.message}", file=sys.stderr)
@@ -69,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     except BrokenPipeError:
         return 1
 

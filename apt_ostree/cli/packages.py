@@ -6,12 +6,9 @@ import argparse
 import json
 import shutil
 
-from apt_ostree.cli.common import diff_lines, out, progress_for
-from apt_ostree.cli.deployments import finish, unchanged
-from apt_ostree.cli.status import add_sysroot_arg
+from apt_ostree.cli.common import add_sysroot_arg, diff_lines, finish, out, plan_lines, progress_for, unchanged
 from apt_ostree.core import layering, packages
 from apt_ostree.core.deploy import Change, LayerOptions
-from apt_ostree.core.layer_apt import Plan
 from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.errors import UsageError
 
@@ -96,25 +93,6 @@ def _options(args: argparse.Namespace) -> LayerOptions:
     return LayerOptions(cache_only=args.cache_only, allow_inactive=getattr(args, "allow_inactive", False),
                         dry_run=args.dry_run, download_only=args.download_only,
                         lock_finalization=args.lock_finalization)
-
-
-def plan_lines(plan: Plan) -> list[str]:
-    lines = []
-    if plan.install:
-        lines.append(f"Installing {len(plan.install)} packages:")
-        lines += [f"  {p}" for p in plan.install]
-    if plan.replace:
-        lines.append(f"Replacing {len(plan.replace)} base packages:")
-        lines += [f"  {n} {old} -> {p.version}" for n, old, p in plan.replace]
-    if plan.remove:
-        lines.append(f"Removing {len(plan.remove)} base packages:")
-        lines += [f"  {p}" for p in plan.remove]
-    if plan.inactive:
-        lines.append(f"Inactive requests (in the base): {' '.join(plan.inactive)}")
-    if plan.empty:
-        lines.append("No packages to install or remove.")
-    lines.append(f"Download size: {plan.download_size / 1e6:.1f} MB")
-    return lines
 
 
 def _run(args: argparse.Namespace, req: packages.Request) -> int:

@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from pathlib import Path
 from typing import Any
 
 from apt_ostree.cli import client
-from apt_ostree.cli.common import out
+from apt_ostree.cli.common import add_sysroot_arg, out
 from apt_ostree.core import config
 from apt_ostree.core.status import pending, status_json
 from apt_ostree.core.sysroot import Sysroot
+from apt_ostree.errors import EXIT_UNCHANGED
 
-EXIT_UNCHANGED = 77
 LAYER_ROWS = (("base-removals", "RemovedBasePackages"), ("base-local-replacements", "ReplacedBasePackages"),
               ("packages", "LayeredPackages"), ("requested-local-packages", "LocalPackages"),
               ("inactive-requests", "InactiveRequests"))
-
-
-def add_sysroot_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sysroot", type=Path, default=Path("/"), help="sysroot to operate on (default /)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,7 +93,7 @@ def run_status(args: argparse.Namespace) -> int:
     data = status_json(sysroot)
     merge = sysroot.merge_deployment() if data["deployments"] else None
     if merge is not None:
-        data["automatic-update-policy"] = config.load(config.config_path(merge.path)).automatic_update_policy
+        data["automatic-update-policy"] = config.of_deployment(merge.path).automatic_update_policy
     data["transaction"] = client.active_transaction(args.sysroot)
     if args.booted:
         booted = [d for d in data["deployments"] if d["booted"]] or data["deployments"][:1]

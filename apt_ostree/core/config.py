@@ -39,6 +39,11 @@ def config_path(deployment_root: Path) -> Path:
     return Path(deployment_root) / "etc" / CONFIG_NAME
 
 
+def of_deployment(deployment_root: Path) -> DaemonConfig:
+    """The settings a deployment (or any root with an /etc) has."""
+    return load(config_path(deployment_root))
+
+
 def load(path: Path) -> DaemonConfig:
     """The settings in ``path`` (defaults when it does not exist); UsageError names the bad key."""
     path = Path(path)

@@ -133,7 +133,9 @@ def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin,
         return base, None
     repo = sysroot.repo()
     state, _ = layering.state_dirs(sysroot.path, merge.osname)
-    apt = layering.open_apt(sysroot.path, merge.osname, apt_config_root(repo, merge, base, state / "work"))
+    root = apt_config_root(repo, merge, base, state / "work")
+    apt = layering.open_apt(sysroot.path, merge.osname, root, None if root == merge.path else
+                            f"the new base's /usr/etc/apt merged with /etc/apt of {merge.id}")
     try:
         result = layering.build(repo, apt, base, origin, progress, cache_only=opts.cache_only,
                                 allow_inactive=opts.allow_inactive, dry_run=opts.dry_run,
@@ -159,6 +161,25 @@ def deploy_new(sysroot: Sysroot, start: Start, checksum: str, origin: Origin, ka
                                     lock_finalization)
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
     return deployment
+
+
+def redeploy(sysroot: Sysroot, start: Start, base: str, origin: Origin, progress: Progress, opts: LayerOptions, *,
+             version: str | None = None, layered_before: Sequence[str] = (), title: str | None = None) -> Change:
+    """The one way a change becomes a deployment: the commit for ``origin`` on ``base`` (layered
+    when it has requests), its package diff against the deployment the change builds on, and the
+    new deployment. A dry run or a download gives the plan and the base's diff; nothing deployed."""
+    repo = sysroot.repo()
+    current = start.origin
+    target, plan = build_target(sysroot, start.merge, base, origin, progress, opts, layered_before=layered_before)
+    if target is None:
+        return Change(True, base, current.checksum, version,
+                      _package_diff(repo, layering.base_of(repo, current.checksum), base), plan=plan)
+    if origin == origin_of(current) and target == current.checksum:
+        return Change(False, target, current.checksum, plan=plan)
+    diff = _package_diff(repo, current.checksum, target)
+    progress.step(f"{title} ({target[:12]})" if title else f"Deploying {target[:12]}")
+    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=opts.lock_finalization)
+    return Change(True, target, current.checksum, version, diff, deployment, plan)
 
 
 def fetch(repo: Repo, refspec: Refspec, progress: Progress, *, cache_only: bool = False,
@@ -206,17 +227,12 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
     if check or preview:
         changed = new_base != old_base
         return Change(changed, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
-    target, plan = build_target(sysroot, start.merge, new_base, origin, progress,
-                                LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only),
-                                layered_before=origin_of(current).requested)
-    if target is None or download_only:
-        return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base), plan=plan)
-    if origin == origin_of(current) and target == current.checksum:
-        return Change(False, target, current.checksum, plan=plan)
-    diff = _package_diff(repo, current.checksum, target)
-    progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=lock_finalization)
-    return Change(True, target, current.checksum, version, diff, deployment, plan)
+    if download_only and not origin.layered:  # (nothing to layer: the pull was the download)
+        return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
+    return redeploy(sysroot, start, new_base, origin, progress,
+                    LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only,
+                                 lock_finalization=lock_finalization),
+                    version=version, layered_before=origin_of(current).requested)
 
 
 def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Progress, cache_only: bool) -> str:
@@ -255,19 +271,16 @@ def deploy_revision(sysroot: Sysroot, revision: str, progress: Progress, *, cach
         info = repo.commit(checksum)
     except RepoError:
         raise RepoError(f"unknown revision {revision!r} for {refspec}") from None
-    origin = origin or origin_of(current)
-    target, plan = build_target(sysroot, start.merge, checksum, origin, progress,
-                                LayerOptions(cache_only=cache_only, allow_inactive=True),
-                                layered_before=origin_of(current).requested)
-    assert target is not None
-    diff = _package_diff(repo, current.checksum, target)
-    progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=lock_finalization)
-    return Change(True, target, current.checksum, info.metadata.get("version"), diff, deployment, plan)
+    return redeploy(sysroot, start, checksum, origin or origin_of(current), progress,
+                    LayerOptions(cache_only=cache_only, allow_inactive=True, lock_finalization=lock_finalization),
+                    version=info.metadata.get("version"), layered_before=origin_of(current).requested)
 
 
-def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: bool = False,
+def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: bool = False, preview: bool = False,
            lock_finalization: bool = False, origin: Origin | None = None) -> Change:
+    """Deploy the newest commit of another refspec, the layered packages re-resolved on it
+    from the sources the new deployment will have. ``preview``: pull it and resolve, deploy
+    nothing; the Change's diff is then the base's package diff and its plan the layered one."""
     start = Start.of(sysroot)
     current = start.origin
     old = _origin(current)
@@ -281,15 +294,14 @@ def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: boo
             origin is None or origin == origin_of(current)):
         return Change(False, checksum, current.checksum)
     new_origin = (origin or origin_of(current)).with_changes(refspec=str(new_spec))
-    built, plan = build_target(sysroot, start.merge, checksum, new_origin, progress,
-                               LayerOptions(cache_only=cache_only, allow_inactive=True),
-                               layered_before=origin_of(current).requested)
-    assert built is not None
-    diff = _package_diff(repo, current.checksum, built)
-    progress.step(f"Deploying {new_spec} ({built[:12]})")
-    deployment = deploy_new(sysroot, start, built, new_origin, lock_finalization=lock_finalization)
-    return Change(True, built, current.checksum, repo.commit(checksum).metadata.get("version"), diff, deployment,
-                  plan)
+    version = repo.commit(checksum).metadata.get("version")
+    if preview and not new_origin.layered:
+        return Change(True, checksum, current.checksum, version,
+                      _package_diff(repo, layering.base_of(repo, current.checksum), checksum))
+    return redeploy(sysroot, start, checksum, new_origin, progress,
+                    LayerOptions(cache_only=cache_only, allow_inactive=True, dry_run=preview,
+                                 lock_finalization=lock_finalization),
+                    version=version, layered_before=origin_of(current).requested, title=f"Deploying {new_spec}")
 
 
 def rollback(sysroot: Sysroot) -> Deployment:

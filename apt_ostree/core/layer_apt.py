@@ -123,8 +123,9 @@ def _packages_stanza(deb: LocalDeb, filename: str) -> str:
 
 
 class LayerApt:
-    def __init__(self, deploy_root: Path, state: Path, cache: Path) -> None:
+    def __init__(self, deploy_root: Path, state: Path, cache: Path, sources_name: str | None = None) -> None:
         self.deploy_root = deploy_root
+        self.sources_name = sources_name or str(deploy_root / "etc/apt")  # what errors call the sources
         self.state = state  # .../var/lib/apt-ostree
         self.cache = cache  # .../var/cache/apt-ostree
         self.work = state / "work"
@@ -219,7 +220,7 @@ class LayerApt:
             "Acquire::Languages": "none",
             "Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled": "false",
         }
-        if not config.load(config.config_path(self.deploy_root)).recommends:
+        if not config.of_deployment(self.deploy_root).recommends:
             settings["APT::Install-Recommends"] = "false"  # apt-ostreed.conf's Recommends=false
         for key, value in settings.items():
             cnf.set(key, value)
@@ -347,6 +348,7 @@ class LayerApt:
             targets.append(pkg)
         for pkg in targets:
             depcache.mark_install(pkg, True, True)
+        resolver_said = ""
         if depcache.broken_count:
             fixer = apt_pkg.ProblemResolver(depcache)
             for pkg in targets:
@@ -356,10 +358,10 @@ class LayerApt:
                     fixer.protect(cache[name])
             try:
                 fixer.resolve(True)
-            except SystemError:
-                pass
+            except SystemError as e:  # what is left broken is named below, with APT's words as the fallback
+                resolver_said = "; ".join(_apt_lines(str(e)))
         new = _marked_new(cache, depcache, targets, installed)
-        self._check_base(depcache, base, installed, new, set(removals), replaced, targets)
+        self._check_base(depcache, base, installed, new, set(removals), replaced, targets, resolver_said)
         install = [self._planned(depcache, pkg) for pkg in new]
         repl: list[tuple[str, str, PlannedPackage]] = []
         gone: list[PlannedPackage] = []
@@ -382,7 +384,7 @@ class LayerApt:
     @staticmethod
     def _check_base(depcache: apt_pkg.DepCache, base: dict[str, str], installed: Sequence[apt_pkg.Package],
                     new: Sequence[apt_pkg.Package], removals: set[str], replaced: set[str],
-                    targets: Sequence[apt_pkg.Package]) -> None:
+                    targets: Sequence[apt_pkg.Package], resolver_said: str = "") -> None:
         """Base packages change only when an override says so; otherwise name the culprit."""
         for pkg in installed:
             if pkg.name in removals or pkg.name in replaced:
@@ -402,7 +404,8 @@ class LayerApt:
             details = [d for p in [*missing, *broken] for d in _unmet(depcache, p)]
             names = ", ".join(p.name for p in [*missing, *broken][:5])
             raise LayeringError(f"cannot install {names or 'the requested packages'}: "
-                                + ("; ".join(dict.fromkeys(details)) if details else "unresolvable dependencies"),
+                                + ("; ".join(dict.fromkeys(details)) if details else
+                                   resolver_said or "unresolvable dependencies"),
                                 hint="a newer base may be needed (apt-ostree upgrade), or an override")
 
     def search(self, queries: Sequence[str]) -> list[tuple[str, str, str]]:

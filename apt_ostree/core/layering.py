@@ -95,9 +95,9 @@ def protect_bases(repo: Repo, commits: Sequence[str]) -> None:
             repo.set_ref(None, ref, None)
 
 
-def open_apt(sysroot_path: Path, osname: str, deploy_root: Path) -> LayerApt:
+def open_apt(sysroot_path: Path, osname: str, deploy_root: Path, sources_name: str | None = None) -> LayerApt:
     state, cache = state_dirs(sysroot_path, osname)
-    return LayerApt(deploy_root, state, cache)
+    return LayerApt(deploy_root, state, cache, sources_name)
 
 
 def _local_debs(apt: LayerApt, origin: Origin) -> tuple[list[LocalDeb], list[LocalDeb]]:
@@ -128,7 +128,7 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
         apt.refresh(progress, local_only=True)
     if not apt.has_lists():
         if not cache_only:
-            raise LayeringError(f"no package lists: no APT source is enabled in {apt.deploy_root / 'etc/apt'}",
+            raise LayeringError(f"no package lists: no APT source is enabled in {apt.sources_name}",
                                 hint="add one to /etc/apt/sources.list or sources.list.d/")
         raise LayeringError("no package lists yet", hint="run without -C/--cache-only, or: apt-ostree refresh-md")
     progress.step("Resolving dependencies")

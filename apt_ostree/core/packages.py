@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core import config, layering
-from apt_ostree.core.deploy import Change, LayerOptions, Start, build_target, deploy_new, origin_of
+from apt_ostree.core.deploy import Change, LayerOptions, Start, origin_of, redeploy
 from apt_ostree.core.layer_apt import read_local_deb
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
-from apt_ostree.core.pkgdb import commit_packages, diff_packages
+from apt_ostree.core.pkgdb import commit_packages
 from apt_ostree.core.sysroot import Deployment, Sysroot
 from apt_ostree.errors import LayeringError, UsageError
 from apt_ostree.progress import Progress
@@ -124,12 +124,5 @@ def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOption
     if files:  # keep the named .debs by hash: later upgrades re-apply them
         apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
         apt.keep_local([read_local_deb(f) for f in files])
-    target, plan = build_target(sysroot, merge, base, origin, progress, opts)
-    if target is None:
-        return Change(True, current.checksum, current.checksum, plan=plan)
-    diff = diff_packages(commit_packages(repo, current.checksum), commit_packages(repo, target))
-    progress.step(f"Deploying {target[:12]}")
-    deployment = deploy_new(sysroot, start, target, origin, lock_finalization=opts.lock_finalization)
-    return Change(True, target, current.checksum, repo.commit(target).metadata.get("version"), diff, deployment,
-                  plan)
+    return redeploy(sysroot, start, base, origin, progress, opts, version=repo.commit(base).metadata.get("version"))
 

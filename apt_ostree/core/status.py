@@ -8,7 +8,7 @@ from typing import Any
 
 from apt_ostree.core import layer_keys as layering
 from apt_ostree.core.ostree import Repo
-from apt_ostree.core.sysroot import STAGED_LOCK, Deployment, Sysroot
+from apt_ostree.core.sysroot import Deployment, Sysroot
 from apt_ostree.errors import RepoError
 
 
@@ -54,12 +54,11 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
         "origin": d.origin_refspec,
         "booted": d.booted,
         "staged": d.staged,
-        "finalization-locked": d.staged and STAGED_LOCK.exists(),
+        "finalization-locked": d.finalization_locked,
         "pinned": d.pinned,
-        "unlocked": "none",
+        "unlocked": d.unlocked,
         "index": d.index,
         "kernel-arguments": d.kargs,
-        "regenerate-initramfs": False,
         **_layer_json(repo, d, meta),
     }
 

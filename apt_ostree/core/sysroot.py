@@ -30,7 +30,10 @@ from apt_ostree.core.ostree import Repo  # noqa: E402
 from apt_ostree.errors import RepoError, UsageError  # noqa: E402
 from apt_ostree.run import run  # noqa: E402
 
-STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by ostree-finalize-staged
+STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by every ostree-finalize-staged
+# libostree >= 2023.8 (Debian 13's 2025.2) keeps the lock in the staged deployment's own state too, with
+# an API to change it; its `ostree admin status` and lock-finalization see only that state.
+CHANGE_FINALIZATION = hasattr(OSTree.Sysroot, "change_finalization")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ class Deployment:
     @property
     def id(self) -> str:
         return f"{self.osname}-{self.checksum}.{self.serial}"
+
+    @property
+    def unlocked(self) -> str:
+        """libostree's unlock state of the deployment's /usr: none, development, hotfix or transient."""
+        return str(OSTree.Deployment.unlocked_state_to_string(self.raw.get_unlocked()))
+
+    @property
+    def finalization_locked(self) -> bool:
+        """Staged, and shutdown will not apply it (locked by libostree's state or by the lock file)."""
+        if not self.staged:
+            return False
+        return (CHANGE_FINALIZATION and bool(self.raw.is_finalization_locked())) or STAGED_LOCK.exists()
 
 
 def _keyfile_string(keyfile: GLib.KeyFile | None, group: str, key: str) -> str | None:
@@ -95,10 +110,6 @@ class Sysroot:
         sysroot = cls(path)
         sysroot.load()
         return sysroot
-
-    @property
-    def gobject(self) -> OSTree.Sysroot:
-        return self._sysroot
 
     def initialize(self, osname: str) -> None:
         """``ostree admin init-fs`` + ``os-init``: an empty sysroot with a stateroot."""
@@ -163,6 +174,16 @@ class Sysroot:
             ))
         return out
 
+    def rollback_deployment(self, osname: str, deployments: Sequence[Deployment]) -> Deployment | None:
+        """The deployment `rollback` would boot: libostree's idea of it (neither booted nor pending) on
+        a booted system; on a sysroot that is not booted, the one after the default."""
+        if not self.is_booted:
+            return deployments[1] if len(deployments) > 1 else None
+        _pending, rollback = self._sysroot.query_deployments_for(osname)
+        if rollback is None:
+            return None
+        return next((d for d in deployments if d.raw.equal(rollback)), None)
+
     def merge_deployment(self) -> Deployment:
         """The /etc merge source of a new deployment: the booted one, else the default (first)."""
         deployments = self.deployments()
@@ -222,9 +243,6 @@ class Sysroot:
                 if self.is_booted:
                     # (stage_tree_with_options' char** option field cannot be set from Python)
                     _, new = self._sysroot.stage_tree(osname, checksum, origin, raw_merge, argv, None)
-                    if lock_finalization:
-                        STAGED_LOCK.parent.mkdir(parents=True, exist_ok=True)
-                        STAGED_LOCK.touch()
                 else:
                     _, new = self._sysroot.deploy_tree(osname, checksum, origin, raw_merge, argv, None)
                     # NO_CLEAN, then clean only if the write dropped a deployment: with none dropped
@@ -235,9 +253,35 @@ class Sysroot:
         except GLib.Error as e:
             raise RepoError(f"cannot deploy {checksum[:12]}: {e.message}") from None
         self.load()
+        if self.is_booted and lock_finalization:
+            self._lock_staged()
         if not self.is_booted and not before <= {d.id for d in self.deployments()}:
             self.cleanup()
         return next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
+
+    def _lock_staged(self) -> None:
+        # (stage_tree_with_options' locked option is unreachable from Python: see deploy)
+        try:
+            if CHANGE_FINALIZATION:  # toggles: the new staged deployment is unlocked
+                self._sysroot.change_finalization(self._sysroot.get_staged_deployment())
+            else:
+                STAGED_LOCK.parent.mkdir(parents=True, exist_ok=True)
+                STAGED_LOCK.touch()
+        except (GLib.Error, OSError) as e:
+            self.load()  # an unlocked staged deployment would be applied at shutdown: drop it
+            self.write_order([d for d in self.deployments() if not d.staged])
+            raise RepoError(f"cannot lock the finalization of the staged deployment: {_message(e)}") from None
+        self.load()
+
+    def unlock_finalization(self, staged: Deployment) -> None:
+        """Let shutdown apply the finalization-locked ``staged`` deployment, however it was locked."""
+        try:
+            if CHANGE_FINALIZATION and staged.raw.is_finalization_locked():
+                self._sysroot.change_finalization(staged.raw)  # (removes the lock file too)
+            STAGED_LOCK.unlink(missing_ok=True)
+        except (GLib.Error, OSError) as e:
+            raise RepoError(f"cannot unlock the finalization of {staged.id}: {_message(e)}") from None
+        self.load()
 
     def write_order(self, order: Sequence[Deployment]) -> None:
         """Make ``order`` the deployment list (the first boots next): rollback, set-default."""
@@ -296,3 +340,7 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _message(e: GLib.Error | OSError) -> str:
+    return str(e.message) if isinstance(e, GLib.Error) else (e.strerror or str(e))

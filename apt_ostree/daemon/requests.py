@@ -12,40 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apt_ostree.errors import UsageError
-
-# boolean options (a{sv} key) → the CLI flag
-FLAGS = {
-    "reboot": "--reboot", "cache-only": "--cache-only", "download-only": "--download-only",
-    "dry-run": "--dry-run", "lock-finalization": "--lock-finalization",
-    "unchanged-exit-77": "--unchanged-exit-77", "allow-downgrade": "--allow-downgrade",
-    "idempotent-layering": "--idempotent", "allow-inactive-requests": "--allow-inactive",
-    "check": "--check", "preview": "--preview", "force": "--force",
-    "allow-missing-checksum": "--allow-missing-checksum", "import-proc-cmdline": "--import-proc-cmdline",
-}
-# list options → the CLI flag given once per item
-LISTS = {"debconf": "--debconf", "append-if-missing": "--append-if-missing",
-         "delete-if-present": "--delete-if-present"}
-# options every method takes: handled by the daemon, not passed on
-DAEMON_OPTIONS = {"no-queue": bool, "initiating-command-line": str}
-
-_DEPLOY = ("reboot", "cache-only", "lock-finalization", "unchanged-exit-77")
-_LAYER = (*_DEPLOY, "dry-run", "download-only", "idempotent-layering", "allow-inactive-requests", "debconf")
-ALLOWED = {
-    "upgrade": (*_DEPLOY, "download-only", "check", "preview", "allow-downgrade"),
-    "deploy": _DEPLOY,
-    "rebase": _DEPLOY,
-    "rollback": ("reboot",),
-    "install": _LAYER,
-    "uninstall": _LAYER,
-    "override": _LAYER,
-    "reset": _LAYER,
-    "kargs": ("reboot", "lock-finalization", "unchanged-exit-77", "import-proc-cmdline", "append-if-missing",
-              "delete-if-present", "deploy-index"),
-    "refresh-md": ("force",),
-    "finalize-deployment": ("checksum", "allow-missing-checksum"),
-}
-CLEANUP_ELEMENTS = {"pending-deploy": "--pending", "rollback-deploy": "--rollback", "base": "--base"}
-AUTOMATIC_MODES = ("auto", "none", "check", "stage", "apply")
+from apt_ostree.verbs import ALLOWED, AUTOMATIC_MODES, CLEANUP_ELEMENTS, DAEMON_OPTIONS, FLAGS, LISTS
 
 
 @dataclass(frozen=True)
@@ -237,7 +204,7 @@ def finalize(options: Mapping[str, Any]) -> Command:
     if not checksum and not rest.get("allow-missing-checksum"):
         raise UsageError("FinalizeDeployment: give the staged deployment's checksum, or allow-missing-checksum")
     return Command("finalize-deployment",
-                   ("finalize-deployment", checksum or "-", *_options("finalize-deployment", rest)))
+                   ("finalize-deployment", *([checksum] if checksum else []), *_options("finalize-deployment", rest)))
 
 
 def automatic(options: Mapping[str, Any], policy: str) -> Command | None:

@@ -296,7 +296,7 @@ class Daemon:
             elif name == "DefaultDeployment":
                 chosen = deployments[0] if deployments else None
             elif name == "RollbackDeployment":
-                chosen = _rollback(sysroot, osname, deployments)
+                chosen = sysroot.rollback_deployment(osname, deployments)
             elif name == "CachedUpdate":
                 return GLib.Variant("a{sv}", vardict(cached_update(sysroot, deployments) or {}))
             return GLib.Variant("a{sv}", vardict(deployment_json(repo, chosen)) if chosen else {})
@@ -403,17 +403,6 @@ class Daemon:
             invocation.return_value(GLib.Variant("(aa{sv})", ([vardict(x) for x in found],)))
 
         proc.communicate_utf8_async(None, None, done)
-
-
-def _rollback(sysroot: Sysroot, osname: str, deployments: list[Deployment]) -> Deployment | None:
-    """The deployment `rollback` would boot: libostree's idea of it (neither booted nor pending) on
-    a booted system; on a sysroot that is not booted, the one after the default."""
-    if not sysroot.is_booted:
-        return deployments[1] if len(deployments) > 1 else None
-    _pending, rollback = sysroot.gobject.query_deployments_for(osname)
-    if rollback is None:
-        return None
-    return next((d for d in deployments if d.raw.equal(rollback)), None)
 
 
 def serve(sysroot: Path, config_file: Path | None = None) -> int:

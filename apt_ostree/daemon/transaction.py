@@ -26,13 +26,13 @@ from gi.repository import Gio, GLib
 from apt_ostree import interrupt
 from apt_ostree.daemon.requests import Command
 from apt_ostree.dbus_names import TRANSACTION_IFACE, transaction_path
+from apt_ostree.errors import EXIT_CANCELLED
 from apt_ostree.run import spawn
 
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED_SECONDS = 60  # a finished transaction stays on the bus for late readers
 START_TIMEOUT_SECONDS = 30  # a transaction nobody starts within this time is dropped
-EXIT_CANCELLED = 130
 
 
 @dataclass

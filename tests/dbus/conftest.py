@@ -16,8 +16,7 @@ import pytest
 
 from tests.conftest import TOP, Cli, Composed
 from tests.debrepo import PACKAGES, SH, Deb, SignedRepo, make_repo
-from tests.root.conftest import make_sysroot, updates_template  # noqa: F401 (a fixture)
-from tests.root.test_layering import trust
+from tests.root.conftest import make_sysroot, trust, updates_template  # noqa: F401 (a fixture)
 
 BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">

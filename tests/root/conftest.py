@@ -60,3 +60,18 @@ def aot_repo() -> Iterator[SignedRepo]:
     root = Path(tempfile.mkdtemp(prefix="apt-ostree-aot-", dir="/var/tmp"))
     yield make_repo(root)
     shutil.rmtree(root)
+
+
+def trust(sysroot: Path, aot_repo: SignedRepo) -> Path:
+    """Make the sysroot's deployment use (and trust) the test repository too."""
+    [d] = Sysroot.open(sysroot).deployments()
+    etc = d.path / "etc/apt"
+    (etc / "keyrings").mkdir(exist_ok=True)
+    shutil.copy(aot_repo.keyring, etc / "keyrings/aot-test.gpg")
+    (etc / "sources.list.d/aot-test.sources").write_text(aot_repo.sources())
+    return sysroot
+
+
+@pytest.fixture
+def layer_root(sysroot: Path, aot_repo: SignedRepo) -> Path:
+    return trust(sysroot, aot_repo)

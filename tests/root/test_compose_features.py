@@ -115,7 +115,16 @@ add-commit-metadata:
     # --no-parent, and --cache-only works from the cache alone.
     (tmp_path / "files/motd").write_text("changed again\n")
     apt_ostree("compose", "tree", treefile, "--repo", repo, "--cachedir", cachedir, "--no-parent", "--cache-only")
-    assert Repo.open(repo).commit("test/features").parent is None
+    third = Repo.open(repo).resolve("test/features")
+    assert Repo.open(repo).commit(third).parent is None
+    # the same inputs again: nothing to do (77), unless --force-nocache; --parent names the parent
+    again = apt_ostree("compose", "tree", treefile, "--repo", repo, "--cachedir", cachedir, "--cache-only",
+                       "--unchanged-exit-77", check=False)
+    assert again.returncode == 77 and Repo.open(repo).resolve("test/features") == third
+    apt_ostree("compose", "tree", treefile, "--repo", repo, "--cachedir", cachedir, "--cache-only",
+               "--force-nocache", f"--parent={first}")
+    fourth = Repo.open(repo).resolve("test/features")
+    assert fourth != third and Repo.open(repo).commit(fourth).parent == first
 
 
 def test_excluded_package_cannot_be_pulled_in(tmp_path: Path, cachedir: Path, apt_readable: Path) -> None:

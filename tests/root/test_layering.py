@@ -5,6 +5,7 @@ synthetic packages from a signed local repository and real Debian packages; gold
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,26 +16,11 @@ import pytest
 from apt_ostree.core.sysroot import Sysroot
 from tests.conftest import TOP, Composed, apt_ostree, error_lines
 from tests.debrepo import Deb, SignedRepo, build_deb, make_repo
-from tests.root.conftest import make_sysroot
+from tests.root.conftest import make_sysroot, trust
 
 pytestmark = pytest.mark.root
 
 GOLDEN = TOP / "tests/golden"
-
-
-def trust(sysroot: Path, aot_repo: SignedRepo) -> Path:
-    """Make the sysroot's deployment use (and trust) the test repository too."""
-    [d] = Sysroot.open(sysroot).deployments()
-    etc = d.path / "etc/apt"
-    (etc / "keyrings").mkdir(exist_ok=True)
-    shutil.copy(aot_repo.keyring, etc / "keyrings/aot-test.gpg")
-    (etc / "sources.list.d/aot-test.sources").write_text(aot_repo.sources())
-    return sysroot
-
-
-@pytest.fixture
-def layer_root(sysroot: Path, aot_repo: SignedRepo) -> Path:
-    return trust(sysroot, aot_repo)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +47,16 @@ def tree_diff(root: Path, old: str, new: str) -> list[str]:
     return sorted(ln.replace("    ", " ", 1) for ln in out if not any(n in ln for n in noise))
 
 
+UPDATE_GOLDEN = "APT_OSTREE_UPDATE_GOLDEN"
+
+
 def check_golden(name: str, lines: list[str]) -> None:
     path = GOLDEN / f"{name}.txt"
     text = "".join(f"{ln}\n" for ln in lines)
-    if not path.exists():  # first run writes it; review and commit it
+    if os.environ.get(UPDATE_GOLDEN):  # APT_OSTREE_UPDATE_GOLDEN=1: write it; review and commit it
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
+    assert path.exists(), f"golden file {path} is missing (write it with {UPDATE_GOLDEN}=1):\n{text}"
     assert text == path.read_text(), f"tree diff differs from {path}:\n{text}"
 
 

@@ -14,8 +14,9 @@ import pytest
 from tests.booted import BootedSysroot
 from tests.conftest import apt_ostree, error_lines
 from tests.debrepo import SignedRepo
+from tests.root.conftest import trust
 from tests.root.test_deployments import entries
-from tests.root.test_layering import fsck, trust
+from tests.root.test_layering import fsck
 
 pytestmark = pytest.mark.root
 

@@ -15,8 +15,8 @@ from apt_ostree.core.layering import base_of
 from apt_ostree.core.sysroot import Sysroot
 from tests.conftest import Composed, apt_ostree, error_lines
 from tests.debrepo import Deb, SignedRepo, make_repo
+from tests.root.conftest import trust
 from tests.root.test_deployments import derive
-from tests.root.test_layering import trust
 
 pytestmark = pytest.mark.root
 
@@ -59,6 +59,14 @@ def test_rebase_resolves_from_the_new_bases_sources(sysroot: Path, updates: Path
         "none of its APT sources has it"], cli.stderr
     assert "hint: to go on without it, add --uninstall=aot-gone" in cli.stderr
     assert [d.id for d in Sysroot.open(sysroot).deployments()] == before
+    # --preview: the new base and the layered packages' plan from the new release's sources; nothing deployed
+    cli = apt_ostree("rebase", "--sysroot", sysroot, "updates:test/next", "--preview", "--install=aot-only-new",
+                     "--uninstall=aot-gone")
+    assert f"Available commit: {new_base} (version 13.0)" in cli.stdout, cli.stdout
+    plan = cli.stdout.partition("Layered packages on the new base:\n")[2].splitlines()
+    assert "    aot-rel 2.0 all" in plan and "    aot-only-new 1.0 all" in plan, cli.stdout
+    assert [d.id for d in Sysroot.open(sysroot).deployments()] == before
+    assert Sysroot.open(sysroot).deployments()[0].origin.refspec != "updates:test/next"
     # the running deployment's sources (release 1.0, old key) cannot give 2.0 or aot-only-new
     cli = apt_ostree("rebase", "--sysroot", sysroot, "updates:test/next", "--install=aot-only-new",
                      "--uninstall=aot-gone")

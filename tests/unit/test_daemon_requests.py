@@ -14,6 +14,7 @@ def test_methods_become_commands() -> None:
     assert requests.upgrade({"reboot": True, "check": False}).argv == ("upgrade", "--reboot")
     assert requests.deploy("version=12.1", {"cache-only": True}).argv == ("deploy", "version=12.1", "--cache-only")
     assert requests.rebase({}, "updates:os/next", ["htop"]).argv == ("rebase", "updates:os/next", "--install", "htop")
+    assert requests.rebase({"preview": True}, "updates:os/next", []).argv == ("rebase", "updates:os/next", "--preview")
     pkg = requests.pkg_change({"dry-run": True, "debconf": ["tzdata tzdata/Areas select Europe"]}, ["htop"], ["vim"])
     assert pkg.argv == ("install", "htop", "--uninstall", "vim", "--dry-run", "--debconf",
                         "tzdata tzdata/Areas select Europe")
@@ -23,6 +24,8 @@ def test_methods_become_commands() -> None:
     assert requests.kernel_args("", ["quiet"], [], ["splash"], {"deploy-index": 1}, lambda: "").argv == \
         ("kargs", "--append", "quiet", "--delete", "splash", "--deploy-index", "1")
     assert requests.finalize({"checksum": "abc"}).argv == ("finalize-deployment", "abc")
+    assert requests.finalize({"allow-missing-checksum": True}).argv == \
+        ("finalize-deployment", "--allow-missing-checksum")
     assert requests.refresh_md({"force": True}).action == "repo-refresh"
 
 

@@ -1,0 +1,45 @@
+"""Facts about the verbs that both sides of the D-Bus boundary need, in one place: which verbs
+change the system (the CLI sends those to apt-ostreed), and for each the ``options a{sv}`` keys
+its D-Bus method takes with the CLI flag each one stands for. cli/ and daemon/ import this; it
+imports neither (nor anything else of apt_ostree).
+"""
+
+from __future__ import annotations
+
+# the verbs that change the system: run as apt-ostreed transactions when a daemon serves the sysroot
+MUTATING = ("upgrade", "deploy", "rebase", "rollback", "cleanup", "kargs", "finalize-deployment", "install",
+            "uninstall", "remove", "override", "reset", "refresh-md")
+
+# boolean options (a{sv} key) → the CLI flag
+FLAGS = {
+    "reboot": "--reboot", "cache-only": "--cache-only", "download-only": "--download-only",
+    "dry-run": "--dry-run", "lock-finalization": "--lock-finalization",
+    "unchanged-exit-77": "--unchanged-exit-77", "allow-downgrade": "--allow-downgrade",
+    "idempotent-layering": "--idempotent", "allow-inactive-requests": "--allow-inactive",
+    "check": "--check", "preview": "--preview", "force": "--force",
+    "allow-missing-checksum": "--allow-missing-checksum", "import-proc-cmdline": "--import-proc-cmdline",
+}
+# list options → the CLI flag given once per item
+LISTS = {"debconf": "--debconf", "append-if-missing": "--append-if-missing",
+         "delete-if-present": "--delete-if-present"}
+# options every method takes: handled by the daemon, not passed on
+DAEMON_OPTIONS = {"no-queue": bool, "initiating-command-line": str}
+
+_DEPLOY = ("reboot", "cache-only", "lock-finalization", "unchanged-exit-77")
+_LAYER = (*_DEPLOY, "dry-run", "download-only", "idempotent-layering", "allow-inactive-requests", "debconf")
+ALLOWED = {
+    "upgrade": (*_DEPLOY, "download-only", "check", "preview", "allow-downgrade"),
+    "deploy": _DEPLOY,
+    "rebase": (*_DEPLOY, "preview"),
+    "rollback": ("reboot",),
+    "install": _LAYER,
+    "uninstall": _LAYER,
+    "override": _LAYER,
+    "reset": _LAYER,
+    "kargs": ("reboot", "lock-finalization", "unchanged-exit-77", "import-proc-cmdline", "append-if-missing",
+              "delete-if-present", "deploy-index"),
+    "refresh-md": ("force",),
+    "finalize-deployment": ("checksum", "allow-missing-checksum"),
+}
+CLEANUP_ELEMENTS = {"pending-deploy": "--pending", "rollback-deploy": "--rollback", "base": "--base"}
+AUTOMATIC_MODES = ("auto", "none", "check", "stage", "apply")
