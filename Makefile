@@ -1,7 +1,7 @@
 # apt-ostree: the two set-up commands (run as root on Debian 13 trixie or Debian 12 bookworm):
 #   make demo    compose examples/trixie.yaml into _build/repo, build a disk image, boot it, layer htop,
 #                reboot, show status (make demo RELEASE=bookworm: the same with Debian 12)
-#   make check   the whole test suite (unit, root, lint; later dbus and vm)
+#   make check   the whole test suite: the unit, root and dbus tiers, and the vm tier beside them
 # Both install their own Debian dependencies first (idempotently).
 
 PYTHON  := /usr/bin/python3
@@ -56,7 +56,7 @@ demo: deps deb
 	$(PYTHON) examples/boot_demo.py $(REPO) $(REF) $(BUILD)/demo-$(RELEASE)
 
 check: deps deb $(VENV)/.stamp
-	$(PYTHON) -m pytest -v --durations=25 tests
+	$(PYTHON) -m tests.tiers
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check apt_ostree tests bench examples

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,34 +86,40 @@ def compose(treefile: Path, ref: str, repo: Path, cachedir: Path) -> Composed:
     return Composed(repo, ref, commitid.read_text().strip())
 
 
-# "REPO:CHECKSUM": the session's examples/trixie.yaml commit, composed by an outer session
-# (tests/root/test_other_host.py runs tests inside another release's root with it)
-COMPOSED_ENV = "APT_OSTREE_TEST_MINIMAL"
+# The session's composes when an outer process made them (tests/tiers.py before the tiers it runs side
+# by side; tests/root/test_other_host.py for the tests it runs inside another release's root):
+# JSON {"minimal": [REPO, REF, CHECKSUM], "bookworm": [...], "minimal_extra": [...]}
+IMAGES_ENV = "APT_OSTREE_TEST_IMAGES"
+
+
+def given_image(name: str) -> Composed | None:
+    entry = json.loads(os.environ.get(IMAGES_ENV) or "{}").get(name)
+    return Composed(Path(entry[0]), entry[1], entry[2]) if entry else None
+
+
+def images_env(images: dict[str, Composed]) -> str:
+    return json.dumps({name: [str(c.repo), c.ref, c.checksum] for name, c in images.items()})
 
 
 @pytest.fixture(scope="session")
-def minimal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
+def minimal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Composed:
     """examples/trixie.yaml (Debian 13) composed once per session, reproducibly (fixed SOURCE_DATE_EPOCH)."""
-    given = os.environ.get(COMPOSED_ENV)
+    given = given_image("minimal")
     if given:
-        repo, _, checksum = given.rpartition(":")
-        yield Composed(Path(repo), MINIMAL_REF, checksum)
-        return
+        return given
     request.getfixturevalue("deb")
-    yield compose(MINIMAL, MINIMAL_REF, tmp_path_factory.mktemp("minimal") / "repo",
-                  request.getfixturevalue("cachedir"))
+    return compose(MINIMAL, MINIMAL_REF, tmp_path_factory.mktemp("minimal") / "repo",
+                   request.getfixturevalue("cachedir"))
 
 
 @pytest.fixture(scope="session")
 def bookworm(minimal: Composed, cachedir: Path) -> Composed:
     """examples/bookworm.yaml (Debian 12), in the same repository as the Debian 13 image."""
-    return compose(BOOKWORM, BOOKWORM_REF, minimal.repo, cachedir)
+    return given_image("bookworm") or compose(BOOKWORM, BOOKWORM_REF, minimal.repo, cachedir)
 
 
-@pytest.fixture(scope="session")
-def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Composed:
+def compose_extra(minimal: Composed, cachedir: Path, work: Path) -> Composed:
     """examples/trixie.yaml plus one package (htop) and one file, in the same repository (ref test/extra)."""
-    work = tmp_path_factory.mktemp("extra")
     (work / "extra-file").write_text("hello from the second commit\n")
     treefile = work / "extra.yaml"
     treefile.write_text(f"include: {MINIMAL}\nref: test/extra\npackages: [htop]\n"
@@ -121,6 +127,11 @@ def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.Te
     apt_ostree("compose", "tree", treefile, "--repo", minimal.repo, "--cachedir", cachedir,
                "--source-date-epoch", EPOCH, "--write-commitid-to", work / "commitid")
     return Composed(minimal.repo, "test/extra", (work / "commitid").read_text().strip())
+
+
+@pytest.fixture(scope="session")
+def minimal_extra(minimal: Composed, cachedir: Path, tmp_path_factory: pytest.TempPathFactory) -> Composed:
+    return given_image("minimal_extra") or compose_extra(minimal, cachedir, tmp_path_factory.mktemp("extra"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -16,7 +16,7 @@ import pytest
 from apt_ostree.compose.tree import release_sources
 from apt_ostree.core.apt import sources_list_text
 from apt_ostree.core.sources import host_release
-from tests.conftest import BUILD, COMPOSED_ENV, TOP, Composed
+from tests.conftest import BUILD, IMAGES_ENV, TOP, Composed, images_env
 
 pytestmark = pytest.mark.root
 
@@ -62,7 +62,7 @@ def test_root_and_unit_tiers_on_the_other_release(minimal: Composed, cachedir: P
               f"mount --bind {TOP} {root}/src", f"mount --bind {minimal.repo} {root}/{minimal.repo}",
               f"rm -rf {root}/var/tmp/pytest"]
     env = (f"env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 HOME=/root "
-           f"{COMPOSED_ENV}={minimal.repo}:{minimal.checksum}")
+           f"{IMAGES_ENV}={shlex.quote(images_env({'minimal': minimal}))}")
     script = " && ".join(mounts) + f" && exec chroot {root} {env} sh -c {shlex.quote(inner)}"
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "sh", "-c", script],
                           capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"})

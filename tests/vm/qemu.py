@@ -152,14 +152,22 @@ class Guest:
     def run(self, cmd: str, check: bool = True, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run shell command ``cmd`` in the guest as root; raise AssertionError if it fails and ``check``."""
+        start = time.monotonic()
         try:
             proc = self._ssh(cmd, timeout, input)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"guest command timed out after {timeout} s: {cmd}\n{self.diagnostics()}")
+        finally:
+            self._time(start, cmd)
         if check and proc.returncode != 0:
             raise AssertionError(f"guest command failed (exit code {proc.returncode}): {cmd}\n"
                                  f"--- stderr:\n{proc.stderr[-3000:]}\n--- stdout:\n{proc.stdout[-2000:]}")
         return proc
+
+    def _time(self, start: float, what: str) -> None:
+        """One line in ``commands.log`` beside the serial log: where the vm tier's time goes."""
+        with self.serial_path.with_name("commands.log").open("a") as log:
+            log.write(f"{time.monotonic() - start:7.1f} s  {what[:160]}\n")
 
     def _poll(self, cmd: str, accept: Callable[[subprocess.CompletedProcess[str]], bool], timeout: float,
               what: str) -> None:
@@ -184,7 +192,9 @@ class Guest:
 
     def wait_for_ssh(self, timeout: float = 300) -> None:
         """Wait until root can log in over ssh; raise AssertionError with the serial log if it never can."""
+        start = time.monotonic()
         self._poll("true", lambda p: p.returncode == 0, timeout, "waiting for ssh")
+        self._time(start, "(boot: waiting for ssh)")
 
     def boot_id(self) -> str:
         return self.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
@@ -196,8 +206,10 @@ class Guest:
             self._ssh(command, timeout=30)  # the connection may drop: ignore its result
         except subprocess.TimeoutExpired:
             pass
+        start = time.monotonic()
         self._poll("cat /proc/sys/kernel/random/boot_id",
                    lambda p: p.returncode == 0 and p.stdout.strip() not in ("", old), timeout, "waiting for reboot")
+        self._time(start, f"(reboot: {command})")
 
     def shutdown(self, timeout: float = 120) -> None:
         """Power the guest off and wait for QEMU to exit; kill it if it has not within ``timeout``."""
