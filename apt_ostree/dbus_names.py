@@ -19,6 +19,20 @@ ERROR_BUSY = f"{BUS_NAME}.Error.Busy"
 ERROR_INVALID = f"{BUS_NAME}.Error.InvalidArgs"
 ERROR_DENIED = f"{BUS_NAME}.Error.AccessDenied"
 ERROR_FAILED = f"{BUS_NAME}.Error.Failed"
+# a transaction's typed error: the name of its class in apt_ostree.errors (…Error.UnknownPackage)
+ERROR_PREFIX = f"{BUS_NAME}.Error."
+TYPED_ERRORS = ("AptOstreeError", "UsageError", "TreefileError", "CommandError", "RepoError", "AptError",
+                "UnknownPackage", "LayeringError", "ComposeError", "Cancelled", "DaemonError")
+
+
+def error_name(class_name: str) -> str:
+    """The D-Bus error name of a transaction that failed with the apt_ostree.errors class ``class_name``."""
+    return ERROR_PREFIX + (class_name if class_name in TYPED_ERRORS else "AptOstreeError")
+
+
+def error_class_name(dbus_name: str) -> str | None:
+    name = dbus_name.removeprefix(ERROR_PREFIX)
+    return name if dbus_name.startswith(ERROR_PREFIX) and name in TYPED_ERRORS else None
 
 # the environment variable that forces in-process operation (the daemon's worker sets it)
 NO_DAEMON_ENV = "APT_OSTREE_NO_DAEMON"

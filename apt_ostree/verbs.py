@@ -41,5 +41,16 @@ ALLOWED = {
     "refresh-md": ("force",),
     "finalize-deployment": ("checksum", "allow-missing-checksum"),
 }
+
+
+def field_name(key_or_flag: str) -> str:
+    """The request field (apt_ostree.core.ops) and argparse dest of an a{sv} key or a CLI flag."""
+    return FLAGS.get(key_or_flag, key_or_flag).lstrip("-").replace("-", "_")
+
+
+# the OS methods that start a transaction → the position of their options a{sv} (Cleanup has none)
+TRANSACTION_METHODS = {"UpdateDeployment": 1, "Upgrade": 0, "Rollback": 0, "RefreshMd": 0, "FinalizeDeployment": 0,
+                       "Deploy": 1, "Rebase": 0, "PkgChange": 0, "KernelArgs": 4, "Cleanup": -1,
+                       "AutomaticUpdateTrigger": 0}
 CLEANUP_ELEMENTS = {"pending-deploy": "--pending", "rollback-deploy": "--rollback", "base": "--base"}
 AUTOMATIC_MODES = ("auto", "none", "check", "stage", "apply")

@@ -11,16 +11,17 @@ or with $APT_OSTREE_NO_DAEMON set, the engine runs in-process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from apt_ostree import verbs
-from apt_ostree.cli.common import check_finalize_args
+from apt_ostree.core import ops
 from apt_ostree.dbus_names import (
     BUS_NAME,
     ERROR_BUSY,
@@ -31,6 +32,7 @@ from apt_ostree.dbus_names import (
     SYSROOT_IFACE,
     SYSROOT_PATH,
     TRANSACTION_IFACE,
+    error_class_name,
 )
 from apt_ostree.errors import AptOstreeError, DaemonError, UsageError
 from apt_ostree.progress import TerminalProgress
@@ -123,127 +125,89 @@ def get_property(bus: Any, path: str, iface: str, name: str) -> Any:
     return reply.unpack()[0]
 
 
-def _options(verb: str, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The method's options from the parsed flags, by the daemon's own table."""
+def _options(verb: str, op: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The method's options from the request's fields, by the daemon's own table."""
     from gi.repository import GLib
 
     opts: dict[str, Any] = {}
     for key in verbs.ALLOWED[verb]:
+        name = verbs.field_name(key)
         if key in skip:
             continue
-        if key in verbs.FLAGS:
-            if getattr(args, verbs.FLAGS[key].lstrip("-").replace("-", "_"), False):
-                opts[key] = GLib.Variant("b", True)
-        elif key in verbs.LISTS:
-            values = getattr(args, key.replace("-", "_"), None) or []
-            if values:
-                opts[key] = GLib.Variant("as", list(values))
-        elif key == "deploy-index" and getattr(args, "deploy_index", None) is not None:
-            opts[key] = GLib.Variant("i", args.deploy_index)
+        value = getattr(op, name, getattr(getattr(op, "request", None), name, None))
+        if key in verbs.FLAGS and value:
+            opts[key] = GLib.Variant("b", True)
+        elif key in verbs.LISTS and value:
+            opts[key] = GLib.Variant("as", list(value))
+        elif key == "deploy-index" and value is not None:
+            opts[key] = GLib.Variant("i", value)
     opts["initiating-command-line"] = GLib.Variant("s", "apt-ostree " + " ".join(sys.argv[1:]))
-    if getattr(args, "no_queue", False):
-        opts["no-queue"] = GLib.Variant("b", True)
     return opts
 
 
-def _local(items: list[str]) -> list[str]:
-    """Paths of local .debs made absolute: the daemon does not share our working directory."""
-    from apt_ostree.core.packages import is_local
-
-    return [str(Path(i).resolve()) if is_local(i) else i for i in items]
-
-
-def _as(items: list[str]) -> Any:
+def _as(items: tuple[str, ...]) -> Any:
     from gi.repository import GLib
 
     return GLib.Variant("as", list(items))
 
 
-def build_call(args: argparse.Namespace) -> tuple[str, str, Any]:
-    """(method, signature, arguments) of the OS method for the parsed command."""
+def build_call(op: ops.Op, automatic: bool = False) -> tuple[str, str, Any]:
+    """(method, signature, arguments) of the OS method that makes apt-ostreed run ``op``
+    (daemon/requests.py makes the same request of it: tests/unit/test_ops.py)."""
     from gi.repository import GLib
 
-    c = args.command
     v: Any = GLib.Variant
-    if c == "upgrade":
-        if args.trigger_automatic_update_policy:
+    if isinstance(op, ops.Upgrade):
+        if automatic:
             return "AutomaticUpdateTrigger", "(a{sv})", ({"mode": v("s", "auto")},)
-        if args.install or args.uninstall:
-            mods = {"install-packages": _as(_local(args.install)), "uninstall-packages": _as(args.uninstall)}
-            return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options("upgrade", args))
-        return "Upgrade", "(a{sv})", (_options("upgrade", args),)
-    if c in ("deploy", "rebase"):
-        key, value = ("set-revision", args.revision) if c == "deploy" else ("set-refspec", args.refspec)
-        mods = {key: v("s", value), "install-packages": _as(_local(args.install)),
-                "uninstall-packages": _as(args.uninstall)}
-        return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options(c, args))
-    if c == "rollback":
-        return "Rollback", "(a{sv})", (_options("rollback", args),)
-    if c == "cleanup":
-        elements = [e for e, flag in verbs.CLEANUP_ELEMENTS.items() if getattr(args, flag.lstrip("-"))]
-        if not elements:
-            raise UsageError("cleanup: say what to remove: -p/--pending, -r/--rollback, -b/--base")
+        if op.install or op.uninstall:
+            mods = {"install-packages": _as(op.install), "uninstall-packages": _as(op.uninstall)}
+            return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options("upgrade", op))
+        return "Upgrade", "(a{sv})", (_options("upgrade", op),)
+    if isinstance(op, ops.Deploy | ops.Rebase):
+        key, value, verb = (("set-revision", op.revision, "deploy") if isinstance(op, ops.Deploy)
+                            else ("set-refspec", op.refspec, "rebase"))
+        mods = {key: v("s", value), "install-packages": _as(op.install), "uninstall-packages": _as(op.uninstall)}
+        return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options(verb, op))
+    if isinstance(op, ops.Rollback):
+        return "Rollback", "(a{sv})", (_options("rollback", op),)
+    if isinstance(op, ops.Cleanup):
+        elements = [e for e, flag in verbs.CLEANUP_ELEMENTS.items() if getattr(op, verbs.field_name(flag))]
         return "Cleanup", "(as)", (elements,)
-    if c == "refresh-md":
-        return "RefreshMd", "(a{sv})", (_options("refresh-md", args),)
-    if c == "finalize-deployment":
-        check_finalize_args(args)
-        opts = _options("finalize-deployment", args, skip=("checksum",))
-        if args.checksum is not None:
-            opts["checksum"] = v("s", args.checksum)
+    if isinstance(op, ops.RefreshMd):
+        return "RefreshMd", "(a{sv})", (_options("refresh-md", op),)
+    if isinstance(op, ops.FinalizeDeployment):
+        opts = _options("finalize-deployment", op, skip=("checksum",))
+        if op.checksum:
+            opts["checksum"] = v("s", op.checksum)
         return "FinalizeDeployment", "(a{sv})", (opts,)
-    if c == "kargs":
-        return _kargs_call(args)
+    if isinstance(op, ops.Kargs):
+        return "KernelArgs", "(sasasasa{sv})", ("", list(op.append), list(op.replace), list(op.delete),
+                                                _options("kargs", op))
+    if isinstance(op, ops.PackageChange):
+        return _package_call(op)
+    raise UsageError(f"{type(op).__name__}: not a daemon request")
+
+
+def _package_call(op: ops.PackageChange) -> tuple[str, str, Any]:
+    from gi.repository import GLib
+
+    r, v = op.request, GLib.Variant
     no_pull = {"no-pull-base": v("b", True)}
-    if c == "install":
-        return "PkgChange", "(a{sv}asas)", (_options("install", args), _local(args.packages), list(args.uninstall))
-    if c in ("uninstall", "remove"):
-        if not args.packages and not args.all:
-            raise UsageError("uninstall: name the packages to remove, or --all")
-        if args.all:
-            mods = {"uninstall-all": v("b", True), "install-packages": _as(_local(args.install))}
-            return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("uninstall", args), **no_pull})
-        return "PkgChange", "(a{sv}asas)", (_options("uninstall", args), _local(args.install), list(args.packages))
-    if c == "override":
-        if args.action == "remove":
-            mods = {"override-remove-packages": _as(args.packages),
-                    "override-replace-local-packages": _as(_local(args.replace))}
-        elif args.action == "replace":
-            mods = {"override-replace-local-packages": _as(_local(args.packages)),
-                    "override-remove-packages": _as(args.remove)}
-        else:
-            if not args.packages and not args.all:
-                raise UsageError("override reset: name the packages, or --all")
-            mods = {"override-reset-packages": _as(args.packages), "override-reset-all": v("b", bool(args.all))}
-        mods = {k: x for k, x in mods.items() if x.unpack()}
-        return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("override", args), **no_pull})
-    if c == "reset":
-        both = not (args.overlays or args.overrides)
-        mods = {"no-layering": v("b", both or args.overlays), "no-overrides": v("b", both or args.overrides)}
-        return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("reset", args), **no_pull})
-    raise UsageError(f"{c}: not a daemon command")
-
-
-def _kargs_call(args: argparse.Namespace) -> tuple[str, str, Any]:
-    """kargs: --editor runs here, in the user's terminal; the edit is sent as deletions and additions."""
-    opts = _options("kargs", args)
-    append, delete = list(args.append), list(args.delete)
-    if args.editor:
-        from apt_ostree.cli.deployments import _edit, kargs_base
-        from apt_ostree.core import deploy
-
-        current = kargs_base(args)
-        edited = deploy.edit_kargs(current, append=args.append, append_if_missing=args.append_if_missing,
-                                   delete=args.delete, delete_if_present=args.delete_if_present,
-                                   replace=args.replace)
-        new = _edit(edited)
-        from gi.repository import GLib
-
-        opts["delete-if-present"] = GLib.Variant("as", [a for a in current if a not in new])
-        opts["append-if-missing"] = GLib.Variant("as", [a for a in new if a not in current])
-        append, delete = [], []
-        return "KernelArgs", "(sasasasa{sv})", ("", append, [], delete, opts)
-    return "KernelArgs", "(sasasasa{sv})", ("", append, list(args.replace), delete, opts)
+    if r.reset_layers:
+        mods = {"no-layering": v("b", True), "no-overrides": v("b", r.override_reset_all)}
+        return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("reset", op), **no_pull})
+    if r.override_remove or r.override_replace:
+        mods = {"override-remove-packages": _as(r.override_remove),
+                "override-replace-local-packages": _as(r.override_replace)}
+    elif r.override_reset or r.override_reset_all:
+        mods = {"override-reset-packages": _as(r.override_reset), "override-reset-all": v("b", r.override_reset_all)}
+    elif r.uninstall_all:
+        mods = {"uninstall-all": v("b", True), "install-packages": _as(r.install)}
+    else:
+        return "PkgChange", "(a{sv}asas)", (_options("install", op), list(r.install), list(r.uninstall))
+    mods = {k: x for k, x in mods.items() if x.unpack()}
+    return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("override", op), **no_pull})
 
 
 def _pkttyagent() -> subprocess.Popen[bytes] | None:
@@ -287,11 +251,15 @@ def register(bus: Any) -> None:
         time.sleep(1)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed command as a daemon transaction; print its output; return its exit code."""
+def run(args: argparse.Namespace, op: ops.Op, automatic: bool = False) -> tuple[ops.Op, ops.Result] | None:
+    """Run ``op`` (``automatic``: what apt-ostreed's AutomaticUpdatePolicy says) as a daemon transaction,
+    drawing its progress: the request it ran and its typed result (None: the policy is none), or its
+    typed error raised."""
     from gi.repository import Gio, GLib
 
-    method, signature, values = build_call(args)
+    method, signature, values = build_call(op, automatic)
+    if getattr(args, "no_queue", False) and verbs.TRANSACTION_METHODS[method] >= 0:
+        values[verbs.TRANSACTION_METHODS[method]]["no-queue"] = GLib.Variant("b", True)
     agent = _pkttyagent()
     try:
         try:
@@ -309,15 +277,18 @@ def run(args: argparse.Namespace) -> int:
     if method == "AutomaticUpdateTrigger":
         enabled, address = reply.unpack()
         if not enabled:
-            sys.stdout.write("Automatic updates are not enabled.\n")
-            return 0
+            return None
     else:
         (address,) = reply.unpack()
     return follow(bus, address, TerminalProgress(verbose=bool(getattr(args, "verbose", False))))
 
 
 def daemon_error(e: Any) -> AptOstreeError:
+    """The error of a failed call: a transaction's typed error as its own class, the daemon's refusals
+    with a hint."""
     from gi.repository import Gio
+
+    from apt_ostree.core import wire
 
     name = Gio.DBusError.get_remote_error(e) or ""
     message = str(e.message).removeprefix(f"GDBus.Error:{name}: ")
@@ -327,15 +298,22 @@ def daemon_error(e: Any) -> AptOstreeError:
         return DaemonError(message, hint="wait for it, or run without --no-queue to queue behind it")
     if name == ERROR_DENIED:
         return DaemonError(message, hint="run as root, or as a user polkit allows (an administrator)")
+    typed = error_class_name(name)
+    if typed is not None:
+        text, _, hint = message.partition("\n")
+        return wire.decode_error(typed, text, hint or None)
     return DaemonError(f"apt-ostreed: {message}")
 
 
-def follow(bus: Any, address: str, progress: TerminalProgress) -> int:
-    """Subscribe to the transaction at ``address``, start it, render its signals until it finishes."""
+def follow(bus: Any, address: str, progress: TerminalProgress) -> tuple[ops.Op, ops.Result]:
+    """Subscribe to the transaction at ``address``, start it, render its signals until it finishes;
+    then its result (GetResult)."""
     from gi.repository import Gio, GLib
 
+    from apt_ostree.core import wire
+
     loop = GLib.MainLoop()
-    state: dict[str, Any] = {"result": None, "finished": False, "vanished": False, "cancelled": False}
+    state: dict[str, Any] = {"finished": False, "vanished": False, "cancelled": False}
 
     def on_signal(conn: Any, sender: str, path: str, iface: str, name: str, params: Any) -> None:
         a = params.unpack()
@@ -349,8 +327,6 @@ def follow(bus: Any, address: str, progress: TerminalProgress) -> int:
             progress.download(int(a[0]), int(a[1]))
         elif name == "ProgressEnd":
             progress.done()
-        elif name == "CommandResult":
-            state["result"] = a
         elif name == "Finished":
             state["finished"] = True
             loop.quit()
@@ -378,14 +354,17 @@ def follow(bus: Any, address: str, progress: TerminalProgress) -> int:
         GLib.source_remove(sigint)
         Gio.bus_unwatch_name(watch)
         bus.signal_unsubscribe(sub)
-    if state["result"] is None:
-        if state["vanished"]:
-            raise DaemonError("apt-ostreed exited during the transaction",
-                              hint="its worker stops with it: the new deployment was either written in full or "
-                                   "not at all (see apt-ostree status)")
+    if not state["finished"]:
+        raise DaemonError("apt-ostreed exited during the transaction",
+                          hint="its worker stops with it: the new deployment was either written in full or "
+                               "not at all (see apt-ostree status)")
+    try:
+        reply = bus.call_sync(BUS_NAME, address, TRANSACTION_IFACE, "GetResult", None, GLib.VariantType("(a{sv})"),
+                              0, -1, None)
+    except GLib.Error as e:
+        raise daemon_error(e) from None
+    values = reply.unpack()[0]
+    op, result = wire.decode(json.loads(values["request"])), wire.decode(json.loads(values["json"]))
+    if not isinstance(result, ops.Result) or not isinstance(op, ops.OPS):
         raise DaemonError("the transaction finished without a result")
-    code, out, err = state["result"]
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    sys.stderr.write(err)
-    return int(code)
+    return cast("ops.Op", op), result

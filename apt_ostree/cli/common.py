@@ -16,7 +16,7 @@ from apt_ostree.progress import Progress, TerminalProgress
 from apt_ostree.run import run
 
 if TYPE_CHECKING:
-    from apt_ostree.core.layer_apt import Plan  # (python-apt: only the commands that layer load it)
+    from apt_ostree.core.plan import Plan
     from apt_ostree.core.sysroot import Deployment, Sysroot
 
 

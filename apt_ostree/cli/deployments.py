@@ -6,25 +6,13 @@ import argparse
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+from typing import Any
 
-from apt_ostree.cli.common import (
-    add_sysroot_arg,
-    check_finalize_args,
-    diff_lines,
-    finish,
-    out,
-    plan_lines,
-    progress_for,
-    unchanged,
-)
-from apt_ostree.core import config, deploy, layering, packages
-from apt_ostree.core.layer_apt import read_local_deb
-from apt_ostree.core.origin import Origin
-from apt_ostree.core.pkgdb import PackageDiff, commit_packages
+from apt_ostree.cli import client
+from apt_ostree.cli.common import add_sysroot_arg, out
+from apt_ostree.cli.render import run_op
+from apt_ostree.core import deploy, execute, ops
 from apt_ostree.core.sysroot import Sysroot
-from apt_ostree.errors import RepoError, UsageError
-from apt_ostree.run import run
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_sysroot_arg(dp)
     dp.add_argument("revision", metavar="REVISION", help="commit checksum or version=VERSION")
     _common(dp)
-    dp.set_defaults(func=run_deploy)
+    dp.set_defaults(func=run_deployment_op)
 
     rb = sub.add_parser("rebase", help="switch to another ref (REMOTE:REF or REF), keeping /etc changes")
     add_sysroot_arg(rb)
@@ -50,19 +38,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rb.add_argument("--preview", action="store_true",
                     help="pull the new base and resolve the layered packages on it; show the changes, deploy nothing")
     _common(rb)
-    rb.set_defaults(func=run_rebase)
+    rb.set_defaults(func=run_deployment_op)
 
     rl = sub.add_parser("rollback", help="make the previous deployment the default")
     add_sysroot_arg(rl)
     rl.add_argument("-r", "--reboot", action="store_true", help="reboot afterwards")
-    rl.set_defaults(func=run_rollback)
+    rl.set_defaults(func=run_deployment_op)
 
     cl = sub.add_parser("cleanup", help="remove pending or rollback deployments; prune the repository")
     add_sysroot_arg(cl)
     cl.add_argument("-p", "--pending", action="store_true", help="remove the pending deployment")
     cl.add_argument("-r", "--rollback", action="store_true", help="remove the rollback deployment")
     cl.add_argument("-b", "--base", action="store_true", help="clean up temporary files and prune the repository")
-    cl.set_defaults(func=run_cleanup)
+    cl.set_defaults(func=run_deployment_op)
 
     ka = sub.add_parser("kargs", help="show or change the kernel arguments (a new deployment)")
     add_sysroot_arg(ka)
@@ -84,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fd.add_argument("checksum", metavar="CHECKSUM", nargs="?", help="the staged deployment's commit (or a prefix)")
     fd.add_argument("--allow-missing-checksum", action="store_true",
                     help="finalize whatever is staged when no CHECKSUM is given")
-    fd.set_defaults(func=run_finalize)
+    fd.set_defaults(func=run_deployment_op)
 
 
 def _common(p: argparse.ArgumentParser, downgrade: bool = False) -> None:
@@ -101,139 +89,79 @@ def _common(p: argparse.ArgumentParser, downgrade: bool = False) -> None:
                    help="also remove the layered PACKAGE")
 
 
-def _changed_origin(args: argparse.Namespace, sysroot: Sysroot) -> Origin | None:
-    """The origin with upgrade/rebase's --install/--uninstall applied (None: unchanged)."""
-    if not (args.install or args.uninstall):
-        return None
-    current, merge = sysroot.origin_deployment(), sysroot.merge_deployment()
-    repo = sysroot.repo()
-    base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, current.checksum))}
-    origin, files = packages.new_origin(current, base_names, packages.Request(install=tuple(args.install),
-                                                                              uninstall=tuple(args.uninstall)))
-    if files:
-        layering.open_apt(sysroot.path, merge.osname, merge.path).keep_local([read_local_deb(f) for f in files])
-    return origin
-
-
 def _open(args: argparse.Namespace) -> Sysroot:
     return Sysroot.open(args.sysroot)
 
 
-def _print_diff(diff: PackageDiff | None) -> None:
-    if diff is not None:
-        for line in diff_lines(diff):
-            out(line)
+def _deploying(args: argparse.Namespace) -> dict[str, Any]:
+    return {"cache_only": args.cache_only, "lock_finalization": args.lock_finalization, "reboot": args.reboot,
+            "unchanged_exit_77": args.unchanged_exit_77, "install": tuple(args.install),
+            "uninstall": tuple(args.uninstall)}
+
+
+def upgrade_op(args: argparse.Namespace) -> ops.Upgrade | None:
+    """The request for ``upgrade`` (None: --trigger-automatic-update-policy and the policy is none)."""
+    if args.trigger_automatic_update_policy:
+        return execute.automatic_upgrade(args.sysroot)
+    return ops.Upgrade(check=args.check, preview=args.preview, download_only=args.download_only,
+                       allow_downgrade=args.allow_downgrade, **_deploying(args))
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
-    sysroot = _open(args)
-    if args.trigger_automatic_update_policy:
-        policy = config.of_deployment(sysroot.merge_deployment().path).automatic_update_policy
-        if policy == "none":
-            out("Automatic updates are not enabled.")
-            return 0
-        args.check, args.reboot = args.check or policy == "check", args.reboot or policy == "apply"
-    with sysroot.locked():
-        change = deploy.upgrade(sysroot, progress_for(args), check=args.check, preview=args.preview,
-                                download_only=args.download_only, cache_only=args.cache_only,
-                                allow_downgrade=args.allow_downgrade, lock_finalization=args.lock_finalization,
-                                origin=_changed_origin(args, sysroot))
-    if not change.changed:
-        return unchanged(args, "No upgrade available.")
-    out(f"{'Available' if args.check or args.preview else 'New'} commit: {change.checksum}"
-        + (f" (version {change.version})" if change.version else ""))
-    if args.preview or not (args.check or args.download_only):
-        _print_diff(change.diff)
-    if args.check or args.preview or args.download_only:
+    if args.trigger_automatic_update_policy and client.wants_daemon(args):  # (apt-ostreed's policy decides)
+        return run_op(args, ops.Upgrade(), automatic=True)
+    op = upgrade_op(args)
+    if op is None:
+        out("Automatic updates are not enabled.")
         return 0
-    return finish(args, sysroot, change.deployment)
+    return run_op(args, op)
 
 
-def run_deploy(args: argparse.Namespace) -> int:
-    return _deploy_verb(args, lambda s: deploy.deploy_revision(
-        s, args.revision, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
-        origin=_changed_origin(args, s)),
-        "Already deployed")
+def deployment_op(args: argparse.Namespace) -> ops.Op:
+    """The request for deploy, rebase, rollback, cleanup and finalize-deployment."""
+    if args.command == "deploy":
+        return ops.Deploy(args.revision, **_deploying(args))
+    if args.command == "rebase":
+        return ops.Rebase(args.refspec, preview=args.preview, **_deploying(args))
+    if args.command == "rollback":
+        return ops.Rollback(reboot=args.reboot)
+    if args.command == "cleanup":
+        return ops.Cleanup(pending=args.pending, rollback=args.rollback, base=args.base)
+    return ops.FinalizeDeployment(args.checksum, args.allow_missing_checksum)
 
 
-def run_rebase(args: argparse.Namespace) -> int:
-    if not args.preview:
-        return _deploy_verb(args, lambda s: deploy.rebase(
-            s, args.refspec, progress_for(args), cache_only=args.cache_only, lock_finalization=args.lock_finalization,
-            origin=_changed_origin(args, s)), f"Already on {args.refspec}")
-    sysroot = _open(args)
-    with sysroot.locked():
-        change = deploy.rebase(sysroot, args.refspec, progress_for(args), cache_only=args.cache_only, preview=True,
-                               origin=_changed_origin(args, sysroot))
-    if not change.changed:
-        return unchanged(args, f"Already on {args.refspec}: {change.checksum}")
-    out(f"Available commit: {change.checksum}" + (f" (version {change.version})" if change.version else ""))
-    _print_diff(change.diff)
-    if change.plan is not None:
-        out("Layered packages on the new base:")
-        for line in plan_lines(change.plan):
-            out(f"  {line}")
-    return 0
+def run_deployment_op(args: argparse.Namespace) -> int:
+    return run_op(args, deployment_op(args))
 
 
-def _deploy_verb(args: argparse.Namespace, operation: Callable[[Sysroot], deploy.Change], message: str) -> int:
-    sysroot = _open(args)
-    with sysroot.locked():
-        change = operation(sysroot)
-    if not change.changed:
-        return unchanged(args, f"{message}: {change.checksum}")
-    _print_diff(change.diff)
-    return finish(args, sysroot, change.deployment)
-
-
-def run_rollback(args: argparse.Namespace) -> int:
-    sysroot = _open(args)
-    with sysroot.locked():
-        target = deploy.rollback(sysroot)
-    out(f"Moving '{target.id}' to be first deployment")
-    return finish(args, sysroot, None)
-
-
-def run_cleanup(args: argparse.Namespace) -> int:
-    if not (args.pending or args.rollback or args.base):
-        raise UsageError("cleanup: say what to remove: -p/--pending, -r/--rollback, -b/--base")
-    sysroot = _open(args)
-    with sysroot.locked():
-        removed = deploy.cleanup(sysroot, pending=args.pending, rollback_=args.rollback, base=args.base)
-    for d in removed:
-        out(f"Deployment removed: {d.id}")
-    if not removed:
-        out("No deployments removed.")
-    return 0
-
-
-def kargs_base(args: argparse.Namespace) -> list[str]:
-    """The kernel arguments kargs starts from: the deployment's (--deploy-index, else the one
-    changes build on), or /proc/cmdline's."""
-    current = deploy.kargs_source(_open(args), args.deploy_index).kargs.split()
-    if args.import_proc_cmdline:
-        with open("/proc/cmdline") as f:
-            current = [a for a in f.read().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
-    return current
+def kargs_op(args: argparse.Namespace) -> ops.Kargs | None:
+    """The request for ``kargs`` (None: no change asked, the arguments are shown). --editor runs here,
+    in the user's terminal: its edit becomes deletions and additions."""
+    append, delete = tuple(args.append), tuple(args.delete)
+    append_if_missing, delete_if_present = tuple(args.append_if_missing), tuple(args.delete_if_present)
+    replace = tuple(args.replace)
+    if not (append or delete or append_if_missing or delete_if_present or replace or args.editor
+            or args.import_proc_cmdline):
+        return None
+    if args.editor:
+        current = execute.kargs_start(_open(args), args.deploy_index, args.import_proc_cmdline)
+        new = _edit(deploy.edit_kargs(current, append=append, append_if_missing=append_if_missing, delete=delete,
+                                      delete_if_present=delete_if_present, replace=replace))
+        append, delete, replace = (), (), ()
+        delete_if_present = tuple(a for a in current if a not in new)
+        append_if_missing = tuple(a for a in new if a not in current)
+    return ops.Kargs(append=append, append_if_missing=append_if_missing, delete=delete,
+                     delete_if_present=delete_if_present, replace=replace, deploy_index=args.deploy_index,
+                     import_proc_cmdline=args.import_proc_cmdline, lock_finalization=args.lock_finalization,
+                     reboot=args.reboot, unchanged_exit_77=args.unchanged_exit_77)
 
 
 def run_kargs(args: argparse.Namespace) -> int:
-    sysroot = _open(args)
-    current = kargs_base(args)
-    edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present, args.replace)
-    if not any(edits) and not args.editor and not args.import_proc_cmdline:
-        out(" ".join(current))
+    op = kargs_op(args)
+    if op is None:
+        out(" ".join(execute.kargs_start(_open(args), args.deploy_index, False)))
         return 0
-    new = deploy.edit_kargs(current, append=args.append, append_if_missing=args.append_if_missing,
-                            delete=args.delete, delete_if_present=args.delete_if_present, replace=args.replace)
-    if args.editor:
-        new = _edit(new)
-    if new == sysroot.origin_deployment().kargs.split():
-        return unchanged(args, "Kernel arguments unchanged.")
-    with sysroot.locked():
-        deployment = deploy.set_kargs(sysroot, new, progress_for(args), args.lock_finalization)
-    out("Kernel arguments updated.")
-    return finish(args, sysroot, deployment)
+    return run_op(args, op)
 
 
 def _edit(kargs: list[str]) -> list[str]:
@@ -250,20 +178,3 @@ def _edit(kargs: list[str]) -> list[str]:
     new = text.split()
     deploy.edit_kargs(new)  # validate
     return new
-
-
-def run_finalize(args: argparse.Namespace) -> int:
-    check_finalize_args(args)
-    sysroot = _open(args)
-    if not sysroot.is_booted:
-        raise UsageError("finalize-deployment: only on the booted system")
-    staged = next((d for d in sysroot.deployments() if d.staged), None)
-    if staged is None:
-        raise RepoError("no staged deployment to finalize")
-    if args.checksum is not None and not staged.checksum.startswith(args.checksum):
-        raise UsageError(f"the staged deployment is {staged.checksum}, not {args.checksum}")
-    with sysroot.locked():
-        sysroot.unlock_finalization(staged)
-    out(f"Finalizing {staged.id} and rebooting.")
-    run(["systemctl", "reboot"], what="systemctl reboot")
-    return 0

@@ -47,8 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     interrupt.install()
     try:
-        if client.wants_daemon(args):
-            return client.run(args)
         return int(args.func(args))
     except Cancelled as e:
         print(f"error: {e.message}", file=sys.stderr)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+from pathlib import Path
 
-from apt_ostree.cli.common import add_sysroot_arg, diff_lines, finish, out, plan_lines, progress_for, unchanged
-from apt_ostree.core import layering, packages
-from apt_ostree.core.deploy import Change, LayerOptions
-from apt_ostree.core.sysroot import Sysroot
+from apt_ostree.cli.common import add_sysroot_arg
+from apt_ostree.cli.render import run_op
+from apt_ostree.core import ops, packages
 from apt_ostree.errors import UsageError
 
 
@@ -35,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ins.add_argument("--debconf", action="append", default=[], metavar="'OWNER QUESTION TYPE VALUE'",
                      help="answer a debconf question (kept in the origin, replayed on every rebuild)")
     add_layer_args(ins)
-    ins.set_defaults(func=run_install)
+    ins.set_defaults(func=run_package_change)
 
     un = sub.add_parser("uninstall", aliases=["remove"], help="remove layered packages (a new deployment)")
     add_sysroot_arg(un)
@@ -45,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     un.add_argument("--idempotent", action="store_true", help="no error for packages that are not layered")
     un.add_argument("--allow-inactive", action="store_true", help=argparse.SUPPRESS)
     add_layer_args(un)
-    un.set_defaults(func=run_uninstall)
+    un.set_defaults(func=run_package_change)
 
     ov = sub.add_parser("override", help="remove or replace packages of the base")
     ov_sub = ov.add_subparsers(dest="override_command", metavar="COMMAND")
@@ -55,26 +53,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm.add_argument("packages", nargs="+", metavar="PACKAGE")
     rm.add_argument("--replace", action="append", default=[], metavar="DEB", help="also replace with ./x.deb")
     add_layer_args(rm)
-    rm.set_defaults(func=run_override, action="remove")
+    rm.set_defaults(func=run_package_change, action="remove")
     rp = ov_sub.add_parser("replace", help="replace base packages with local .deb files")
     add_sysroot_arg(rp)
     rp.add_argument("packages", nargs="+", metavar="DEB")
     rp.add_argument("--remove", action="append", default=[], metavar="PACKAGE", help="also remove PACKAGE")
     add_layer_args(rp)
-    rp.set_defaults(func=run_override, action="replace")
+    rp.set_defaults(func=run_package_change, action="replace")
     rs = ov_sub.add_parser("reset", help="drop overrides (the base's package again)")
     add_sysroot_arg(rs)
     rs.add_argument("packages", nargs="*", metavar="PACKAGE")
     rs.add_argument("-a", "--all", action="store_true", help="drop every override")
     add_layer_args(rs)
-    rs.set_defaults(func=run_override, action="reset")
+    rs.set_defaults(func=run_package_change, action="reset")
 
     rt = sub.add_parser("reset", help="remove layered packages and overrides: the pure base again")
     add_sysroot_arg(rt)
     rt.add_argument("-l", "--overlays", action="store_true", help="remove only the layered packages")
     rt.add_argument("-o", "--overrides", action="store_true", help="remove only the overrides")
     add_layer_args(rt)
-    rt.set_defaults(func=run_reset)
+    rt.set_defaults(func=run_package_change)
 
     rf = sub.add_parser("refresh-md", help="download the package lists layering uses")
     add_sysroot_arg(rf)
@@ -89,90 +87,50 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     se.set_defaults(func=run_search)
 
 
-def _options(args: argparse.Namespace) -> LayerOptions:
-    return LayerOptions(cache_only=args.cache_only, allow_inactive=getattr(args, "allow_inactive", False),
-                        dry_run=args.dry_run, download_only=args.download_only,
-                        lock_finalization=args.lock_finalization)
+def _op(args: argparse.Namespace, req: ops.Request) -> ops.PackageChange:
+    return ops.PackageChange(req, dry_run=args.dry_run, cache_only=args.cache_only, download_only=args.download_only,
+                             allow_inactive=getattr(args, "allow_inactive", False),
+                             lock_finalization=args.lock_finalization, reboot=getattr(args, "reboot", False),
+                             unchanged_exit_77=args.unchanged_exit_77)
 
 
-def _run(args: argparse.Namespace, req: packages.Request) -> int:
-    sysroot = Sysroot.open(args.sysroot)
-    progress = progress_for(args)
-    with sysroot.locked():
-        change = packages.change(sysroot, req, progress, _options(args))
-    progress.done()
-    return report(args, sysroot, change)
-
-
-def report(args: argparse.Namespace, sysroot: Sysroot, change: Change) -> int:
-    if not change.changed:
-        return unchanged(args, "No change.")
-    if change.plan is not None and (args.dry_run or args.download_only):
-        for line in plan_lines(change.plan):
-            out(line)
-        out("Exiting because of '--dry-run' option" if args.dry_run else "Downloaded; nothing deployed.")
-        return 0
-    if change.diff is not None:
-        for line in diff_lines(change.diff):
-            out(line)
-    return finish(args, sysroot, change.deployment)
-
-
-def run_install(args: argparse.Namespace) -> int:
-    return _run(args, packages.Request(install=tuple(args.packages), uninstall=tuple(args.uninstall),
-                                       idempotent=args.idempotent, debconf=tuple(args.debconf)))
-
-
-def run_uninstall(args: argparse.Namespace) -> int:
-    if not args.packages and not args.all:
-        raise UsageError("uninstall: name the packages to remove, or --all")
-    return _run(args, packages.Request(install=tuple(args.install), uninstall=tuple(args.packages),
-                                       uninstall_all=args.all, idempotent=args.idempotent))
-
-
-def run_override(args: argparse.Namespace) -> int:
-    if args.action == "remove":
-        req = packages.Request(override_remove=tuple(args.packages), override_replace=tuple(args.replace))
-    elif args.action == "replace":
-        req = packages.Request(override_replace=tuple(args.packages), override_remove=tuple(args.remove))
-    else:
+def package_op(args: argparse.Namespace) -> ops.PackageChange:
+    """The request for install, uninstall, override and reset."""
+    if args.command == "install":
+        return _op(args, ops.Request(install=tuple(_local(args.packages)), uninstall=tuple(args.uninstall),
+                                          idempotent=args.idempotent, debconf=tuple(args.debconf)))
+    if args.command in ("uninstall", "remove"):
         if not args.packages and not args.all:
-            raise UsageError("override reset: name the packages, or --all")
-        req = packages.Request(override_reset=tuple(args.packages), override_reset_all=args.all)
-    return _run(args, req)
+            raise UsageError("uninstall: name the packages to remove, or --all")
+        return _op(args, ops.Request(install=tuple(_local(args.install)), uninstall=tuple(args.packages),
+                                          uninstall_all=args.all, idempotent=args.idempotent))
+    if args.command == "reset":
+        both = not (args.overlays or args.overrides)
+        return _op(args, ops.Request(reset_layers=both or args.overlays,
+                                          override_reset_all=both or args.overrides))
+    if args.action == "remove":
+        return _op(args, ops.Request(override_remove=tuple(args.packages),
+                                          override_replace=tuple(_local(args.replace))))
+    if args.action == "replace":
+        return _op(args, ops.Request(override_replace=tuple(_local(args.packages)),
+                                          override_remove=tuple(args.remove)))
+    if not args.packages and not args.all:
+        raise UsageError("override reset: name the packages, or --all")
+    return _op(args, ops.Request(override_reset=tuple(args.packages), override_reset_all=args.all))
 
 
-def run_reset(args: argparse.Namespace) -> int:
-    both = not (args.overlays or args.overrides)
-    return _run(args, packages.Request(reset_layers=both or args.overlays, override_reset_all=both or args.overrides))
+def _local(items: list[str]) -> list[str]:
+    """Paths of local .debs made absolute (apt-ostreed does not share our working directory)."""
+    return [str(Path(i).resolve()) if packages.is_local(i) else i for i in items]
+
+
+def run_package_change(args: argparse.Namespace) -> int:
+    return run_op(args, package_op(args))
 
 
 def run_refresh(args: argparse.Namespace) -> int:
-    sysroot = Sysroot.open(args.sysroot)
-    merge = sysroot.merge_deployment()
-    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
-    if args.force:  # download everything again, not only what changed
-        shutil.rmtree(apt.lists, ignore_errors=True)
-    apt.configure()
-    apt.refresh(progress_for(args))
-    out("Package lists updated.")
-    return 0
+    return run_op(args, ops.RefreshMd(force=args.force))
 
 
 def run_search(args: argparse.Namespace) -> int:
-    sysroot = Sysroot.open(args.sysroot)
-    merge = sysroot.merge_deployment()
-    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
-    apt.configure()
-    if not args.cache_only or not apt.has_lists():
-        apt.refresh(progress_for(args))
-    found = apt.search(args.query)
-    if args.json:
-        out(json.dumps([{"name": n, "version": v, "summary": s} for n, v, s in found], indent=2))
-        return 0 if found else 1
-    for name, version, summary in found:
-        out(f"{name} {version}: {summary}")
-    if not found:
-        out("No matches.")
-        return 1
-    return 0
+    return run_op(args, ops.Search(tuple(args.query), cache_only=args.cache_only))

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from apt_ostree import interrupt
 from apt_ostree.core import layering
-from apt_ostree.core.layer_apt import Plan
 from apt_ostree.core.layer_keys import KEY_FINGERPRINT
 from apt_ostree.core.next_apt import apt_config_root
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import CommitInfo, Repo
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages, diff_packages
+from apt_ostree.core.plan import Plan
 from apt_ostree.core.sysroot import Deployment, Sysroot
 from apt_ostree.errors import AptOstreeError, RepoError, UnknownPackage, UsageError
 from apt_ostree.progress import Progress

@@ -29,7 +29,7 @@ from gi.repository import GLib
 
 from apt_ostree.core import layout
 from apt_ostree.core.apt import Package, parse_dpkg_status
-from apt_ostree.core.layer_apt import LayerApt, LocalDeb, Plan
+from apt_ostree.core.layer_apt import LayerApt, LocalDeb
 from apt_ostree.core.layer_keys import (
     KEY_BASE,
     KEY_CLIENTLAYER,
@@ -43,6 +43,7 @@ from apt_ostree.core.layer_keys import (
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, STATUS_PATHS, packages_variant
+from apt_ostree.core.plan import Plan
 from apt_ostree.errors import CommandError, ComposeError, LayeringError, RepoError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run, unmount_below

@@ -8,31 +8,17 @@ the whole request set (:func:`apt_ostree.core.deploy.build_target`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core import config, layering
 from apt_ostree.core.deploy import Change, LayerOptions, Start, origin_of, redeploy
 from apt_ostree.core.layer_apt import read_local_deb
+from apt_ostree.core.ops import Request
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
 from apt_ostree.core.pkgdb import commit_packages
 from apt_ostree.core.sysroot import Deployment, Sysroot
 from apt_ostree.errors import LayeringError, UsageError
 from apt_ostree.progress import Progress
-
-
-@dataclass(frozen=True)
-class Request:
-    install: tuple[str, ...] = ()  # names, name=version, or paths of .debs
-    uninstall: tuple[str, ...] = ()
-    uninstall_all: bool = False
-    override_remove: tuple[str, ...] = ()
-    override_replace: tuple[str, ...] = ()  # paths of .debs
-    override_reset: tuple[str, ...] = ()
-    override_reset_all: bool = False
-    reset_layers: bool = False
-    idempotent: bool = False
-    debconf: tuple[str, ...] = ()  # debconf-set-selections lines
 
 
 def is_local(item: str) -> bool:

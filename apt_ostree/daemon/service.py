@@ -22,7 +22,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib  # noqa: E402
 
-from apt_ostree.core import config  # noqa: E402
+from apt_ostree.core import config, wire  # noqa: E402
 from apt_ostree.core.pkgdb import commit_packages, diff_packages  # noqa: E402
 from apt_ostree.core.status import cached_update, deployment_json, status_json  # noqa: E402
 from apt_ostree.core.sysroot import Deployment, Sysroot  # noqa: E402
@@ -40,10 +40,12 @@ from apt_ostree.dbus_names import (  # noqa: E402
     SYSROOT_IFACE,
     SYSROOT_PATH,
     TRANSACTION_IFACE,
+    error_name,
     introspection_xml,
     os_object_path,
 )
 from apt_ostree.errors import AptOstreeError  # noqa: E402
+from apt_ostree.verbs import TRANSACTION_METHODS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,8 @@ class Daemon:
         self.last_activity = time.monotonic()
         try:
             built = build()
+            if built is not None:
+                built.op.validate()
         except AptOstreeError as e:
             self._error(invocation, ERROR_INVALID, e.message + (f" ({e.hint})" if e.hint else ""))
             return
@@ -312,36 +316,13 @@ class Daemon:
     def _os_method(self, osname: str, sender: str, method: str, args: tuple[Any, ...],
                    invocation: Gio.DBusMethodInvocation) -> None:
         address: Callable[[str], GLib.Variant] = lambda p: GLib.Variant("(s)", (p,))  # noqa: E731
-        if method == "UpdateDeployment":
-            modifiers, options = unpack_options(args[0]), unpack_options(args[1])
-            self._submit(sender, invocation, lambda: requests.update_deployment(modifiers, options), options, address)
-        elif method in ("Upgrade", "Rollback", "RefreshMd", "FinalizeDeployment"):
-            options = unpack_options(args[0])
-            build = {"Upgrade": requests.upgrade, "Rollback": requests.rollback, "RefreshMd": requests.refresh_md,
-                     "FinalizeDeployment": requests.finalize}[method]
-            self._submit(sender, invocation, lambda: build(options), options, address)
-        elif method == "Deploy":
-            options = unpack_options(args[1])
-            self._submit(sender, invocation, lambda: requests.deploy(args[0], options), options, address)
-        elif method == "Rebase":
-            options = unpack_options(args[0])
-            self._submit(sender, invocation, lambda: requests.rebase(options, args[1], args[2]), options, address)
-        elif method == "PkgChange":
-            options = unpack_options(args[0])
-            self._submit(sender, invocation, lambda: requests.pkg_change(options, args[1], args[2]), options, address)
-        elif method == "KernelArgs":
-            options = unpack_options(args[4])
+        if method in TRANSACTION_METHODS:
+            options = unpack_options(args[TRANSACTION_METHODS[method]]) if method != "Cleanup" else {}
             current = lambda: self._sysroot().origin_deployment().kargs  # noqa: E731
-            self._submit(sender, invocation,
-                         lambda: requests.kernel_args(args[0], args[1], args[2], args[3], options, current),
-                         options, address)
-        elif method == "Cleanup":
-            self._submit(sender, invocation, lambda: requests.cleanup(args[0]), {}, address)
-        elif method == "AutomaticUpdateTrigger":
-            options = unpack_options(args[0])
             policy = self.config.automatic_update_policy
-            self._submit(sender, invocation, lambda: requests.automatic(options, policy), options,
-                         lambda p: GLib.Variant("(bs)", (True, p)))
+            reply = address if method != "AutomaticUpdateTrigger" else lambda p: GLib.Variant("(bs)", (True, p))
+            self._submit(sender, invocation, lambda: requests.from_call(method, args, current, policy), options,
+                         reply)
         elif method == "Search":
             self._search(list(args[0]), invocation)
         elif method == "GetPackages":
@@ -379,15 +360,15 @@ class Daemon:
         return [vardict(x) for x in out]
 
     def _search(self, queries: list[str], invocation: Gio.DBusMethodInvocation) -> None:
-        """Search runs the CLI's search (cached lists) in a subprocess: the loop keeps serving."""
-        if not queries:
-            self._error(invocation, ERROR_INVALID, "Search: no query")
+        """Search runs in a worker (python-apt, the cached lists): the loop keeps serving."""
+        try:
+            op = requests.search(queries)
+        except AptOstreeError as e:
+            self._error(invocation, ERROR_INVALID, e.message)
             return
         launcher = Gio.SubprocessLauncher.new(Gio.SubprocessFlags.STDOUT_PIPE | Gio.SubprocessFlags.STDERR_PIPE)
-        launcher.setenv("APT_OSTREE_NO_DAEMON", "1", True)
-        argv = ["/usr/bin/python3", "-m", "apt_ostree.cli.main", "search", "--json", "--cache-only",
-                "--sysroot", str(self.sysroot_path), "--", *queries]
-        proc = launcher.spawnv(argv)
+        proc = launcher.spawnv(["/usr/bin/python3", "-m", "apt_ostree.daemon.worker", str(self.sysroot_path),
+                                json.dumps(wire.encode(op))])
 
         def done(p: Gio.Subprocess, result: Gio.AsyncResult) -> None:
             try:
@@ -395,11 +376,13 @@ class Daemon:
             except GLib.Error as e:
                 self._error(invocation, ERROR_FAILED, f"search failed: {e.message}")
                 return
-            if p.get_exit_status() not in (0, 1):
-                line = next((ln for ln in (err or "").splitlines() if ln.startswith("error:")), "search failed")
-                self._error(invocation, ERROR_FAILED, line.removeprefix("error: "))
+            events = [json.loads(line) for line in (out or "").splitlines() if line.startswith("{")]
+            end = next((e for e in reversed(events) if "result" in e or "error" in e), None)
+            if end is None or "error" in end:
+                self._error(invocation, error_name(str(end["error"])) if end else ERROR_FAILED,
+                            str(end["message"]) if end else f"search failed: {(err or '').strip()[-500:]}")
                 return
-            found = json.loads(out or "[]")
+            found = [{"name": n, "version": v, "summary": s} for n, v, s in end["result"]["found"]]
             invocation.return_value(GLib.Variant("(aa{sv})", ([vardict(x) for x in found],)))
 
         proc.communicate_utf8_async(None, None, done)

@@ -1,4 +1,4 @@
-"""Transactions: a queue of commands, one running at a time, each in a worker process.
+"""Transactions: a queue of requests, one running at a time, each in a worker process.
 
 A transaction is created by a method call (after polkit said yes), exported on the bus at
 ``/org/projectatomic/aptostree1/Transaction/N`` and returned to the caller, who subscribes to its
@@ -7,6 +7,8 @@ finished; until then it tells its client whom it waits for (rpm-ostree fails wit
 progress" instead); one nobody starts within 30 s is dropped. ``Cancel`` drops a waiting
 transaction, or signals the running worker and its process group (it unwinds and changes
 nothing, unless the final deployment write has already begun: apt_ostree/interrupt.py).
+When it has finished, ``GetResult`` returns its typed result as ``a{sv}``, or fails with the
+D-Bus error named after the error's class (``org.projectatomic.aptostree1.Error.UnknownPackage``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Any
 from gi.repository import Gio, GLib
 
 from apt_ostree import interrupt
+from apt_ostree.core import wire
 from apt_ostree.daemon.requests import Command
-from apt_ostree.dbus_names import TRANSACTION_IFACE, transaction_path
+from apt_ostree.daemon.results import result_vardict
+from apt_ostree.dbus_names import ERROR_BUSY, TRANSACTION_IFACE, error_name, transaction_path
 from apt_ostree.errors import EXIT_CANCELLED
 from apt_ostree.run import spawn
 
@@ -48,6 +52,8 @@ class Transaction:
     stdout: list[bytes] = field(default_factory=list)
     stderr: list[bytes] = field(default_factory=list)
     events: bytes = b""
+    result: dict[str, Any] | None = None  # the worker's {"result": ...} (apt_ostree.core.wire)
+    error: dict[str, Any] | None = None  # the worker's {"error": CLASS, "message": ..., "hint": ...}
     registration: int = 0
     io_watches: list[int] = field(default_factory=list)
     events_fd: int = -1
@@ -106,6 +112,8 @@ class TransactionQueue:
                  params: GLib.Variant, invocation: Gio.DBusMethodInvocation) -> None:
             if method == "Start":
                 invocation.return_value(GLib.Variant("(b)", (self.start(t),)))
+            elif method == "GetResult":
+                self._return_result(t, invocation)
             elif method == "Cancel":
                 self.authorize_cancel(sender, invocation, t)
         return call
@@ -150,7 +158,7 @@ class TransactionQueue:
     def _launch(self, t: Transaction) -> None:
         events_r, events_w = os.pipe()
         argv = [sys.executable if sys.executable.startswith("/usr/bin/") else "/usr/bin/python3",
-                "-m", "apt_ostree.daemon.worker", *t.command.argv, "--sysroot", str(self.sysroot)]
+                "-m", "apt_ostree.daemon.worker", str(self.sysroot), json.dumps(wire.encode(t.command.op))]
         env = {"APT_OSTREE_EVENTS_FD": str(events_w), "APT_OSTREE_DAEMON_PID": str(os.getpid())}
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -160,12 +168,13 @@ class TransactionQueue:
             os.close(events_r)
             os.close(events_w)
             t.state = "running"
-            self._finish(t, 1, "", f"error: cannot start the worker: {e}\n")
+            t.error = {"error": "DaemonError", "message": f"cannot start the worker: {e}", "hint": None}
+            self._finish(t, 1, "", "")
             return
         os.close(events_w)
         t.events_fd = events_r
         t.state = "running"
-        log.info("transaction %d running (pid %d): %s", t.serial, t.proc.pid, " ".join(t.command.argv))
+        log.info("transaction %d running (pid %d): %s", t.serial, t.proc.pid, t.command.title)
         assert t.proc.stdout is not None and t.proc.stderr is not None
         for fd, sink in ((events_r, None), (t.proc.stdout.fileno(), t.stdout), (t.proc.stderr.fileno(), t.stderr)):
             os.set_blocking(fd, False)
@@ -204,7 +213,11 @@ class TransactionQueue:
             self._signal(t, event)
 
     def _signal(self, t: Transaction, event: dict[str, Any]) -> None:
-        if "step" in event:
+        if "error" in event:  # (before "message": an error has one too)
+            t.error = event
+        elif "result" in event:
+            t.result = event["result"]
+        elif "step" in event:
             self._end_task(t)
             t.task = str(event["step"])
             self.emit(t, "TaskBegin", GLib.Variant("(s)", (t.task,)))
@@ -250,8 +263,12 @@ class TransactionQueue:
         out = b"".join(t.stdout).decode(errors="replace")
         err = b"".join(t.stderr).decode(errors="replace")
         if code < 0:
-            err += f"error: the transaction's worker was killed by signal {-code}\n"
+            t.error = {"error": "DaemonError", "message": f"the transaction's worker was killed by signal {-code}",
+                       "hint": None}
             code = 1
+        elif t.result is None and t.error is None:
+            t.error = {"error": "DaemonError", "message": f"the transaction's worker exited {code} without a result",
+                       "hint": "the daemon's journal has its output: journalctl -u apt-ostreed"}
         self._finish(t, code, out, err)
 
     def _finish(self, t: Transaction, code: int, out: str, err: str) -> None:
@@ -259,14 +276,26 @@ class TransactionQueue:
         if t.proc is not None:
             for stream in (t.proc.stdout, t.proc.stderr):
                 stream.close()
-        message = next((ln[len("error: "):] for ln in err.splitlines() if ln.startswith("error: ")), "")
+        message = str(t.error.get("message") or "") if t.error else ""
         log.info("transaction %d finished: exit %d %s", t.serial, code, message)
-        log.debug("transaction %d stdout %r stderr %r", t.serial, out[-500:], err[-1500:])
-        self.emit(t, "CommandResult", GLib.Variant("(iss)", (code, out, err)))
-        self.emit(t, "Finished", GLib.Variant("(bs)", (code in (0, 77), message)))
+        if out.strip() or err.strip():
+            log.info("transaction %d worker output: %s", t.serial, (out + err)[-3000:].strip())
+        self.emit(t, "Finished", GLib.Variant("(bs)", (t.error is None, message)))
         GLib.timeout_add_seconds(KEEP_FINISHED_SECONDS, self._forget, t)
         self._advance()
         self.on_change()
+
+    def _return_result(self, t: Transaction, invocation: Gio.DBusMethodInvocation) -> None:
+        if t.state != "finished":
+            invocation.return_dbus_error(ERROR_BUSY, f"transaction {t.serial} has not finished")
+        elif t.error is not None:
+            hint = t.error.get("hint")
+            invocation.return_dbus_error(error_name(str(t.error.get("error"))),
+                                         str(t.error.get("message")) + (f"\n{hint}" if hint else ""))
+        else:
+            result = result_vardict(t.result or {})
+            result["request"] = GLib.Variant("s", json.dumps(wire.encode(t.command.op)))
+            invocation.return_value(GLib.Variant("(a{sv})", (result,)))
 
     def _forget(self, t: Transaction) -> bool:
         self.connection.unregister_object(t.registration)
@@ -277,7 +306,8 @@ class TransactionQueue:
     def cancel(self, t: Transaction) -> None:
         if t.state == "queued":
             log.info("transaction %d cancelled before it ran", t.serial)
-            self._finish(t, EXIT_CANCELLED, "", "error: cancelled\n")
+            t.error = {"error": "Cancelled", "message": "cancelled", "hint": None}
+            self._finish(t, EXIT_CANCELLED, "", "")
         elif t.state == "running" and not t.cancel_requested:
             t.cancel_requested = True
             self.emit(t, "Message", GLib.Variant("(s)", ("Cancelling...",)))

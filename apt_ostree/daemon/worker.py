@@ -1,9 +1,11 @@
-"""A transaction's worker: one apt-ostree command, run in-process, reporting to the daemon.
+"""A transaction's worker: one request (apt_ostree.core.ops), run as the CLI runs it in-process.
 
-The daemon starts ``/usr/bin/python3 -m apt_ostree.daemon.worker ARGV...`` with a pipe for
-progress events, one JSON object per line (its fd number in $APT_OSTREE_EVENTS_FD), and reads
-stdout and stderr whole: the client prints them as they are, so a command's output is the same
-through the daemon and without it.
+The daemon starts ``/usr/bin/python3 -m apt_ostree.daemon.worker SYSROOT REQUEST-JSON`` with a
+pipe for events, one JSON object per line (its fd number in $APT_OSTREE_EVENTS_FD): progress
+({"step": ...}, {"message": ...}, ...), then {"result": RESULT} or {"error": CLASS, "message":
+..., "hint": ...} (apt_ostree.core.wire). Its stdout and stderr go to the daemon's journal. A
+process per transaction: python-apt's configuration is per process, and it holds the GIL while
+dpkg runs.
 SIGUSR1 and SIGINT are the daemon's Cancel (apt_ostree/interrupt.py); the worker sends them to itself
 when the daemon dies.
 """
@@ -11,16 +13,17 @@ when the daemon dies.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from apt_ostree import interrupt
-from apt_ostree.cli import common
-from apt_ostree.cli import main as cli_main
 from apt_ostree.dbus_names import NO_DAEMON_ENV
+from apt_ostree.errors import AptOstreeError, Cancelled
 from apt_ostree.progress import Progress
 
 EVENTS_FD_ENV = "APT_OSTREE_EVENTS_FD"
@@ -34,25 +37,25 @@ class EventProgress(Progress):
         super().__init__()
         self._stream = stream
 
-    def _emit(self, **event: Any) -> None:
+    def emit(self, **event: Any) -> None:
         self._stream.write(json.dumps(event) + "\n")
         self._stream.flush()
 
     def step(self, title: str) -> None:
         self.check_cancelled()  # a new step is a safe point to stop at
-        self._emit(step=title)
+        self.emit(step=title)
 
     def message(self, text: str) -> None:
-        self._emit(message=text)
+        self.emit(message=text)
 
     def output(self, line: str) -> None:
-        self._emit(output=line)
+        self.emit(output=line)
 
     def download(self, done: int, total: int) -> None:
-        self._emit(download=[done, total])
+        self.emit(download=[done, total])
 
     def done(self) -> None:
-        self._emit(done=True)
+        self.emit(done=True)
 
 
 def _cancel_when_daemon_dies(daemon: int) -> None:
@@ -84,11 +87,32 @@ def _parent_of(pid: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    os.environ[NO_DAEMON_ENV] = "1"  # the command runs here, never through the daemon again
-    events = os.fdopen(int(os.environ.pop(EVENTS_FD_ENV)), "w", buffering=1)
-    common.set_progress_factory(lambda verbose: EventProgress(events))
-    _cancel_when_daemon_dies(int(os.environ.pop(PARENT_ENV)))
-    return cli_main.main(argv)
+    os.environ[NO_DAEMON_ENV] = "1"
+    events: TextIO
+    if EVENTS_FD_ENV in os.environ:  # a transaction
+        events = os.fdopen(int(os.environ.pop(EVENTS_FD_ENV)), "w", buffering=1)
+        _cancel_when_daemon_dies(int(os.environ.pop(PARENT_ENV)))
+    else:  # a method that waits for it (Search): events on stdout
+        events = sys.stdout
+    progress = EventProgress(events)
+    interrupt.install()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    from apt_ostree.core import wire
+    from apt_ostree.core.execute import execute
+
+    try:
+        sysroot, request = Path(argv[0]), wire.decode(json.loads(argv[1]))
+        result = execute(request, sysroot, progress)
+    except AptOstreeError as e:
+        if interrupt.requested() and not isinstance(e, Cancelled):  # (dpkg stopped by the cancel's SIGINT)
+            e = Cancelled("cancelled")
+        progress.emit(**wire.encode_error(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        progress.emit(**wire.encode_error(Cancelled("interrupted")))
+        return 130
+    progress.emit(result=wire.encode(result))
+    return 0
 
 
 if __name__ == "__main__":

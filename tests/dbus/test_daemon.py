@@ -127,13 +127,29 @@ def test_cli_through_the_daemon_prints_what_in_process_prints(
     fsck(daemon_root.sysroot)
 
 
-def _call(bus: Bus, method: str, signature: str, args: tuple[Any, ...]) -> tuple[str, list[tuple[str, Any]]]:
-    """Call an OS method with Gio, start the transaction, collect its signals until Finished."""
-    from gi.repository import Gio, GLib
+def _connect(bus: Bus) -> Any:
+    from gi.repository import Gio
 
-    conn = Gio.DBusConnection.new_for_address_sync(
+    return Gio.DBusConnection.new_for_address_sync(
         bus.address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
         None, None)
+
+
+def _result(bus: Bus, path: str) -> dict[str, Any]:
+    """A transaction's typed result, read by a client of its own (GetResult); GLib.Error if it failed."""
+    conn = _connect(bus)
+    try:
+        return dict(conn.call_sync(NAME, path, f"{NAME}.Transaction", "GetResult", None, None, 0, -1,
+                                   None).unpack()[0])
+    finally:
+        conn.close_sync(None)
+
+
+def _call(bus: Bus, method: str, signature: str, args: tuple[Any, ...]) -> tuple[str, list[tuple[str, Any]]]:
+    """Call an OS method with Gio, start the transaction, collect its signals until Finished."""
+    from gi.repository import GLib
+
+    conn = _connect(bus)
     (path,) = conn.call_sync(NAME, OS, f"{NAME}.OS", method, GLib.Variant(signature, args), None, 0, -1,
                              None).unpack()
     seen: list[tuple[str, Any]] = []
@@ -156,16 +172,31 @@ def test_progress_signals_in_order_and_busctl_upgrade_rollback(daemon_root: Daem
     from gi.repository import GLib
 
     bus, root = daemon_root.bus, daemon_root.sysroot
-    _, seen = _call(bus, "PkgChange", "(a{sv}asas)", ({}, ["aot-hello"], []))
+    from gi.repository import Gio
+
+    # an unknown package: Finished(false, message), and GetResult fails with the error's own name
+    path, seen = _call(bus, "PkgChange", "(a{sv}asas)", ({}, ["aot-no-such-package"], []))
+    assert seen[-1][0] == "Finished" and seen[-1][1][0] is False and "aot-no-such-package" in seen[-1][1][1]
+    try:
+        _result(bus, path)
+        raise AssertionError("GetResult of a failed transaction returned a result")
+    except GLib.Error as e:
+        assert Gio.DBusError.get_remote_error(e) == f"{NAME}.Error.UnknownPackage", e.message
+        assert "aot-no-such-package" in e.message
+    # a successful change: its signals in order, then the typed result (for another client too)
+    path, seen = _call(bus, "PkgChange", "(a{sv}asas)", ({}, ["aot-hello"], []))
     names = [n for n, _ in seen]
-    assert names[0] == "TaskBegin" and names[-4:] == ["TaskEnd", "ProgressEnd", "CommandResult", "Finished"], names
+    assert names[0] == "TaskBegin" and names[-3:] == ["TaskEnd", "ProgressEnd", "Finished"], names
     tasks = [(n, a[0]) for n, a in seen if n in ("TaskBegin", "TaskEnd")]
     assert tasks == [(n, title) for _, title in tasks[::2] for n in ("TaskBegin", "TaskEnd")], tasks
     assert [a[0] for n, a in seen if n == "TaskBegin"][-1].startswith("Deploying")
     assert seen[-1][1] == (True, "")
-    code, out, _err = seen[-2][1]
-    assert code == 0 and "Deployed: " in out
-    assert deployments(root)[0]["requested-packages"] == ["aot-hello"]
+    result = _result(bus, path)
+    new = deployments(root)[0]
+    assert new["requested-packages"] == ["aot-hello"]
+    assert result["changed"] is True and result["deployment"] == new["id"] and result["staged"] is False
+    assert result["checksum"] == new["checksum"] and result["previous"] == deployments(root)[1]["checksum"]
+    assert ("aot-hello", "1.0") in result["packages-added"] and result["packages-removed"] == []
     # a refused request: an error from the method itself, nothing queued
     try:
         _call(bus, "Upgrade", "(a{sv})", ({"no-such-option": GLib.Variant("b", True)},))

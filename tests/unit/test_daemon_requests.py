@@ -4,44 +4,51 @@ from __future__ import annotations
 
 import pytest
 
+from apt_ostree.core import ops
+from apt_ostree.core.ops import Request
 from apt_ostree.daemon import requests
 from apt_ostree.errors import UsageError
 
 pytestmark = pytest.mark.unit
 
 
-def test_methods_become_commands() -> None:
-    assert requests.upgrade({"reboot": True, "check": False}).argv == ("upgrade", "--reboot")
-    assert requests.deploy("version=12.1", {"cache-only": True}).argv == ("deploy", "version=12.1", "--cache-only")
-    assert requests.rebase({}, "updates:os/next", ["htop"]).argv == ("rebase", "updates:os/next", "--install", "htop")
-    assert requests.rebase({"preview": True}, "updates:os/next", []).argv == ("rebase", "updates:os/next", "--preview")
+def test_methods_become_requests() -> None:
+    assert requests.upgrade({"reboot": True, "check": False}).op == ops.Upgrade(reboot=True)
+    assert requests.deploy("version=12.1", {"cache-only": True}).op == ops.Deploy("version=12.1", cache_only=True)
+    assert requests.rebase({}, "updates:os/next", ["htop"]).op == ops.Rebase("updates:os/next", install=("htop",))
+    assert requests.rebase({"preview": True}, "updates:os/next", []).op == ops.Rebase("updates:os/next", preview=True)
     pkg = requests.pkg_change({"dry-run": True, "debconf": ["tzdata tzdata/Areas select Europe"]}, ["htop"], ["vim"])
-    assert pkg.argv == ("install", "htop", "--uninstall", "vim", "--dry-run", "--debconf",
-                        "tzdata tzdata/Areas select Europe")
-    assert pkg.action == "install-uninstall-packages"
-    assert requests.pkg_change({}, [], ["vim"]).argv == ("uninstall", "vim")
-    assert requests.cleanup(["rollback-deploy", "base"]).argv == ("cleanup", "--rollback", "--base")
-    assert requests.kernel_args("", ["quiet"], [], ["splash"], {"deploy-index": 1}, lambda: "").argv == \
-        ("kargs", "--append", "quiet", "--delete", "splash", "--deploy-index", "1")
-    assert requests.finalize({"checksum": "abc"}).argv == ("finalize-deployment", "abc")
-    assert requests.finalize({"allow-missing-checksum": True}).argv == \
-        ("finalize-deployment", "--allow-missing-checksum")
+    assert pkg.op == ops.PackageChange(Request(install=("htop",), uninstall=("vim",),
+                                               debconf=("tzdata tzdata/Areas select Europe",)), dry_run=True)
+    assert pkg.action == "install-uninstall-packages" and pkg.title == "install htop"
+    assert requests.pkg_change({}, [], ["vim"]).op == ops.PackageChange(Request(uninstall=("vim",)))
+    assert requests.cleanup(["rollback-deploy", "base"]).op == ops.Cleanup(rollback=True, base=True)
+    assert requests.kernel_args("", ["quiet"], [], ["splash"], {"deploy-index": 1}, lambda: "").op == \
+        ops.Kargs(append=("quiet",), delete=("splash",), deploy_index=1)
+    assert requests.finalize({"checksum": "abc"}).op == ops.FinalizeDeployment("abc")
+    assert requests.finalize({"allow-missing-checksum": True}).op == \
+        ops.FinalizeDeployment(None, allow_missing_checksum=True)
     assert requests.refresh_md({"force": True}).action == "repo-refresh"
 
 
 def test_update_deployment_routes_by_modifiers() -> None:
-    route = requests.update_deployment
-    assert route({}, {}).argv == ("upgrade",)
-    assert route({"install-packages": ["htop"]}, {}).argv == ("upgrade", "--install", "htop")
-    assert route({"install-packages": ["htop"]}, {"no-pull-base": True}).argv == ("install", "htop")
-    assert route({"set-refspec": "r:x", "uninstall-packages": ["a"]}, {}).argv == ("rebase", "r:x", "--uninstall", "a")
-    assert route({"set-revision": "abc"}, {}).action == "deploy"
+    def route(modifiers: dict[str, object], options: dict[str, object]) -> object:
+        return requests.update_deployment(modifiers, options).op
+
+    assert route({}, {}) == ops.Upgrade()
+    assert route({"install-packages": ["htop"]}, {}) == ops.Upgrade(install=("htop",))
+    assert route({"install-packages": ["htop"]}, {"no-pull-base": True}) == \
+        ops.PackageChange(Request(install=("htop",)))
+    assert route({"set-refspec": "r:x", "uninstall-packages": ["a"]}, {}) == ops.Rebase("r:x", uninstall=("a",))
+    assert requests.update_deployment({"set-revision": "abc"}, {}).action == "deploy"
     assert route({"override-remove-packages": ["nano"], "override-replace-local-packages": ["/x.deb"]},
-                 {"no-pull-base": True}).argv == ("override", "remove", "nano", "--replace", "/x.deb")
-    assert route({"override-reset-all": True}, {}).argv == ("override", "reset", "--all")
-    assert route({"no-layering": True}, {}).argv == ("reset", "--overlays")
-    assert route({"no-layering": True, "no-overrides": True}, {}).argv == ("reset",)
-    assert route({"uninstall-all": True}, {"no-pull-base": True}).argv == ("uninstall", "--all")
+                 {"no-pull-base": True}) == \
+        ops.PackageChange(Request(override_remove=("nano",), override_replace=("/x.deb",)))
+    assert route({"override-reset-all": True}, {}) == ops.PackageChange(Request(override_reset_all=True))
+    assert route({"no-layering": True}, {}) == ops.PackageChange(Request(reset_layers=True))
+    assert route({"no-layering": True, "no-overrides": True}, {}) == \
+        ops.PackageChange(Request(reset_layers=True, override_reset_all=True))
+    assert route({"uninstall-all": True}, {"no-pull-base": True}) == ops.PackageChange(Request(uninstall_all=True))
 
 
 @pytest.mark.parametrize(("call", "message"), [
@@ -65,9 +72,9 @@ def test_bad_requests_name_the_culprit(call: object, message: str) -> None:
 def test_automatic_policy() -> None:
     assert requests.automatic({}, "none") is None
     check = requests.automatic({}, "check")
-    assert check is not None and check.argv == ("upgrade", "--check")
+    assert check is not None and check.op == ops.Upgrade(check=True)
     apply = requests.automatic({"mode": "apply"}, "none")
-    assert apply is not None and apply.argv == ("upgrade", "--reboot") and apply.title == "automatic update (apply)"
+    assert apply is not None and apply.op == ops.Upgrade(reboot=True) and apply.title == "automatic update (apply)"
     assert apply.with_title({}).title == "automatic update (apply)"
     assert requests.upgrade({}).with_title({"initiating-command-line": "apt-ostree upgrade", "no-queue": True}) \
         .no_queue

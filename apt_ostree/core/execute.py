@@ -1,0 +1,166 @@
+"""Running a request (apt_ostree.core.ops): the sysroot's lock, the operation, the reboot decision.
+
+The CLI calls :func:`execute` in-process; apt-ostreed's worker calls it for a transaction.
+Both render the :class:`~apt_ostree.core.ops.Result` it returns with the CLI's one renderer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from apt_ostree.core import config, deploy, layering, packages
+from apt_ostree.core.ops import (
+    Cleanup,
+    Deploy,
+    FinalizeDeployment,
+    Kargs,
+    NewDeployment,
+    Op,
+    Rebase,
+    RefreshMd,
+    Request,
+    Result,
+    Rollback,
+    Search,
+    Upgrade,
+    automatic_mode,
+)
+from apt_ostree.core.origin import Origin
+from apt_ostree.core.pkgdb import commit_packages
+from apt_ostree.core.sysroot import Deployment, Sysroot
+from apt_ostree.errors import RepoError, UsageError
+from apt_ostree.progress import Progress
+from apt_ostree.run import run
+
+
+def automatic_upgrade(sysroot_path: Path) -> Upgrade | None:
+    """What AutomaticUpdatePolicy in the merge deployment's apt-ostreed.conf asks for (None: nothing)."""
+    sysroot = Sysroot.open(sysroot_path)
+    return automatic_mode(config.of_deployment(sysroot.merge_deployment().path).automatic_update_policy)
+
+
+def execute(op: Op, sysroot_path: Path, progress: Progress) -> Result:
+    """Run ``op`` on the sysroot at ``sysroot_path``; a typed error when it cannot be done."""
+    op.validate()
+    sysroot = Sysroot.open(sysroot_path)
+    reboot = bool(getattr(op, "reboot", False))
+    if reboot and not sysroot.is_booted:
+        raise UsageError("--reboot: the sysroot is not the booted system")
+    result = _run(op, sysroot, progress)
+    result = dataclasses.replace(result, booted=sysroot.is_booted)
+    if result.rebooting or (reboot and result.changed and (result.deployment is not None or result.moved)):
+        run(["systemctl", "reboot"], what="systemctl reboot")
+        result = dataclasses.replace(result, rebooting=True)
+    return result
+
+
+def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
+    if isinstance(op, Search):
+        return _search(op, sysroot, progress)
+    if isinstance(op, RefreshMd):
+        return _refresh(op, sysroot, progress)
+    if isinstance(op, FinalizeDeployment):
+        return _finalize(op, sysroot)
+    with sysroot.locked():
+        if isinstance(op, Upgrade):
+            return _change(deploy.upgrade(
+                sysroot, progress, check=op.check, preview=op.preview, download_only=op.download_only,
+                cache_only=op.cache_only, allow_downgrade=op.allow_downgrade, lock_finalization=op.lock_finalization,
+                origin=_changed_origin(sysroot, op.install, op.uninstall)))
+        if isinstance(op, Deploy):
+            return _change(deploy.deploy_revision(
+                sysroot, op.revision, progress, cache_only=op.cache_only, lock_finalization=op.lock_finalization,
+                origin=_changed_origin(sysroot, op.install, op.uninstall)))
+        if isinstance(op, Rebase):
+            return _change(deploy.rebase(
+                sysroot, op.refspec, progress, cache_only=op.cache_only, preview=op.preview,
+                lock_finalization=op.lock_finalization, origin=_changed_origin(sysroot, op.install, op.uninstall)))
+        if isinstance(op, Rollback):
+            return Result(moved=deploy.rollback(sysroot).id)
+        if isinstance(op, Cleanup):
+            removed = deploy.cleanup(sysroot, pending=op.pending, rollback_=op.rollback, base=op.base)
+            return Result(changed=bool(removed), removed=tuple(d.id for d in removed))
+        if isinstance(op, Kargs):
+            return _kargs(op, sysroot, progress)
+        change = packages.change(sysroot, op.request, progress, deploy.LayerOptions(
+            cache_only=op.cache_only, allow_inactive=op.allow_inactive, dry_run=op.dry_run,
+            download_only=op.download_only, lock_finalization=op.lock_finalization))
+        progress.done()
+        return _change(change)
+
+
+def _change(change: deploy.Change) -> Result:
+    d = change.deployment
+    return Result(change.changed, change.checksum, change.previous, change.version, change.diff, change.plan,
+                  NewDeployment(d.id, d.staged) if d is not None else None)
+
+
+def _changed_origin(sysroot: Sysroot, install: tuple[str, ...], uninstall: tuple[str, ...]) -> Origin | None:
+    """The origin with upgrade/deploy/rebase's --install/--uninstall applied (None: unchanged)."""
+    if not (install or uninstall):
+        return None
+    current, merge = sysroot.origin_deployment(), sysroot.merge_deployment()
+    repo = sysroot.repo()
+    base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, current.checksum))}
+    origin, files = packages.new_origin(current, base_names, Request(install=install, uninstall=uninstall))
+    if files:
+        from apt_ostree.core.layer_apt import read_local_deb
+
+        layering.open_apt(sysroot.path, merge.osname, merge.path).keep_local([read_local_deb(f) for f in files])
+    return origin
+
+
+def kargs_start(sysroot: Sysroot, deploy_index: int | None, import_proc_cmdline: bool) -> list[str]:
+    """The kernel arguments an edit starts from: the deployment's (``deploy_index``, else the one
+    changes build on), or /proc/cmdline's."""
+    current = deploy.kargs_source(sysroot, deploy_index).kargs.split()
+    if import_proc_cmdline:
+        with open("/proc/cmdline") as f:
+            current = [a for a in f.read().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
+    return current
+
+
+def _kargs(op: Kargs, sysroot: Sysroot, progress: Progress) -> Result:
+    current = kargs_start(sysroot, op.deploy_index, op.import_proc_cmdline)
+    new = deploy.edit_kargs(current, append=op.append, append_if_missing=op.append_if_missing, delete=op.delete,
+                            delete_if_present=op.delete_if_present, replace=op.replace)
+    start = sysroot.origin_deployment()
+    if new == start.kargs.split():
+        return Result(changed=False, checksum=start.checksum, previous=start.checksum)
+    d = deploy.set_kargs(sysroot, new, progress, op.lock_finalization)
+    return Result(checksum=d.checksum, previous=start.checksum, deployment=NewDeployment(d.id, d.staged))
+
+
+def _refresh(op: RefreshMd, sysroot: Sysroot, progress: Progress) -> Result:
+    merge = sysroot.merge_deployment()
+    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+    if op.force:  # download everything again, not only what changed
+        shutil.rmtree(apt.lists, ignore_errors=True)
+    apt.configure()
+    apt.refresh(progress)
+    return Result()
+
+
+def _search(op: Search, sysroot: Sysroot, progress: Progress) -> Result:
+    merge = sysroot.merge_deployment()
+    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+    apt.configure()
+    if not op.cache_only or not apt.has_lists():
+        apt.refresh(progress)
+    found = tuple(apt.search(list(op.queries)))
+    return Result(changed=bool(found), found=found)
+
+
+def _finalize(op: FinalizeDeployment, sysroot: Sysroot) -> Result:
+    if not sysroot.is_booted:
+        raise UsageError("finalize-deployment: only on the booted system")
+    staged: Deployment | None = next((d for d in sysroot.deployments() if d.staged), None)
+    if staged is None:
+        raise RepoError("no staged deployment to finalize")
+    if op.checksum and not staged.checksum.startswith(op.checksum):
+        raise UsageError(f"the staged deployment is {staged.checksum}, not {op.checksum}")
+    with sysroot.locked():
+        sysroot.unlock_finalization(staged)
+    return Result(checksum=staged.checksum, deployment=NewDeployment(staged.id, True), rebooting=True)

@@ -1,0 +1,222 @@
+"""The operations that change a system, as typed requests, and what they return.
+
+A request is a frozen dataclass: the CLI makes it from its arguments, apt-ostreed from a D-Bus
+call, and the two make the same one for the same command (tests/unit/test_ops.py).
+``validate()`` is its usage check, made before anything is queued or touched.
+apt_ostree.core.execute runs a request and returns a :class:`Result`: data (what changed, the
+new deployment, the package diff, the plan), never text; errors are the typed classes of
+apt_ostree.errors. Requests and results reach and leave apt-ostreed's worker as JSON
+(apt_ostree.core.wire). This module is light: apt-ostreed imports it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from apt_ostree.errors import UsageError
+
+if TYPE_CHECKING:
+    from apt_ostree.core.pkgdb import PackageDiff
+    from apt_ostree.core.plan import Plan
+
+
+@dataclass(frozen=True)
+class Request:
+    """A package change: what install, uninstall, override and reset ask for."""
+
+    install: tuple[str, ...] = ()  # names, name=version, or paths of .debs
+    uninstall: tuple[str, ...] = ()
+    uninstall_all: bool = False
+    override_remove: tuple[str, ...] = ()
+    override_replace: tuple[str, ...] = ()  # paths of .debs
+    override_reset: tuple[str, ...] = ()
+    override_reset_all: bool = False
+    reset_layers: bool = False
+    idempotent: bool = False
+    debconf: tuple[str, ...] = ()  # debconf-set-selections lines
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    check: bool = False
+    preview: bool = False
+    download_only: bool = False
+    cache_only: bool = False
+    allow_downgrade: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+    install: tuple[str, ...] = ()  # (upgrade --install: layered on the new deployment)
+    uninstall: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _arguments(self.install + self.uninstall, "package")
+
+
+@dataclass(frozen=True)
+class Deploy:
+    revision: str
+    cache_only: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+    install: tuple[str, ...] = ()
+    uninstall: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _arguments([self.revision], "revision")
+        _arguments(self.install + self.uninstall, "package")
+
+
+@dataclass(frozen=True)
+class Rebase:
+    refspec: str
+    preview: bool = False
+    cache_only: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+    install: tuple[str, ...] = ()
+    uninstall: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _arguments([self.refspec], "refspec")
+        _arguments(self.install + self.uninstall, "package")
+        remote, sep, ref = self.refspec.partition(":")
+        if sep and not (remote and ref):
+            raise UsageError(f"not a refspec: {self.refspec!r}", hint="expected REMOTE:REF or REF")
+
+
+@dataclass(frozen=True)
+class Rollback:
+    reboot: bool = False
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    pending: bool = False
+    rollback: bool = False
+    base: bool = False
+
+    def validate(self) -> None:
+        if not (self.pending or self.rollback or self.base):
+            raise UsageError("cleanup: say what to remove: -p/--pending, -r/--rollback, -b/--base")
+
+
+@dataclass(frozen=True)
+class Kargs:
+    append: tuple[str, ...] = ()
+    append_if_missing: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+    delete_if_present: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    deploy_index: int | None = None
+    import_proc_cmdline: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+
+    def validate(self) -> None:
+        if not (self.append or self.append_if_missing or self.delete or self.delete_if_present or self.replace
+                or self.import_proc_cmdline):
+            raise UsageError("kargs: no kernel arguments to change")
+        for arg in (*self.append, *self.append_if_missing, *self.delete, *self.delete_if_present, *self.replace):
+            if not arg or arg.startswith(("-", "=")) or any(c.isspace() for c in arg):
+                raise UsageError(f"not a kernel argument: {arg!r}")
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    """install, uninstall, override remove/replace/reset, reset."""
+
+    request: Request
+    dry_run: bool = False
+    cache_only: bool = False
+    download_only: bool = False
+    allow_inactive: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+
+    def validate(self) -> None:
+        r = self.request
+        for items, what in ((r.install, "package"), (r.uninstall, "package"), (r.override_remove, "package"),
+                            (r.override_replace, "package"), (r.override_reset, "package")):
+            _arguments(items, what)
+        if not (r.install or r.uninstall or r.uninstall_all or r.override_remove or r.override_replace
+                or r.override_reset or r.override_reset_all or r.reset_layers):
+            raise UsageError("no packages to change")
+
+
+@dataclass(frozen=True)
+class RefreshMd:
+    force: bool = False
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FinalizeDeployment:
+    checksum: str | None = None
+    allow_missing_checksum: bool = False
+
+    def validate(self) -> None:
+        if not self.checksum and not self.allow_missing_checksum:
+            raise UsageError("finalize-deployment: give the staged deployment's checksum, or "
+                             "--allow-missing-checksum", hint="apt-ostree status shows the staged deployment")
+
+
+@dataclass(frozen=True)
+class Search:
+    """Not a change, but it runs python-apt: apt-ostreed runs it in a worker too."""
+
+    queries: tuple[str, ...]
+    cache_only: bool = False
+
+    def validate(self) -> None:
+        if not self.queries:
+            raise UsageError("search: no query")
+
+
+Op = Upgrade | Deploy | Rebase | Rollback | Cleanup | Kargs | PackageChange | RefreshMd | FinalizeDeployment | Search
+OPS: tuple[type, ...] = (Upgrade, Deploy, Rebase, Rollback, Cleanup, Kargs, PackageChange, RefreshMd,
+                         FinalizeDeployment, Search)
+
+
+@dataclass(frozen=True)
+class NewDeployment:
+    id: str
+    staged: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an operation did (or, for a check, preview or dry run, would do)."""
+
+    changed: bool = True
+    checksum: str = ""  # the new (or available) commit
+    previous: str = ""  # the commit the change started from
+    version: str | None = None
+    diff: PackageDiff | None = None  # packages, previous -> checksum
+    plan: Plan | None = None  # the layered packages' resolution (dry run, download, rebase --preview)
+    deployment: NewDeployment | None = None
+    booted: bool = False  # the sysroot is the booted system
+    rebooting: bool = False
+    moved: str = ""  # rollback: the deployment made the default
+    removed: tuple[str, ...] = ()  # cleanup: the deployments removed
+    found: tuple[tuple[str, str, str], ...] = ()  # search: (name, version, summary)
+
+
+def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:
+    for item in items:
+        if not item or item.startswith("-"):
+            raise UsageError(f"{what}: {item!r} is not a valid argument")
+
+
+def automatic_mode(mode: str) -> Upgrade | None:
+    return {"check": Upgrade(check=True), "stage": Upgrade(), "apply": Upgrade(reboot=True)}.get(mode)
