@@ -16,25 +16,25 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import apt_pkg
 
 from apt_ostree.core import config
 from apt_ostree.core.apt import check_sources, sources_list_text
+from apt_ostree.core.apt_acquire import AcquireProgress
+from apt_ostree.core.layer_dpkg import run_dpkg
 from apt_ostree.core.plan import Plan, PlannedPackage
 from apt_ostree.core.sources import AptRepo, read_sources
 from apt_ostree.errors import AptError, LayeringError, UnknownPackage
 from apt_ostree.progress import Progress
 
 if TYPE_CHECKING:
-    import apt.progress.base
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class LayerApt:
             sources = apt_pkg.SourceList()
             sources.read_main_list()
             cache = apt_pkg.Cache(None)
-            acquire = _AcquireProgress(progress)
+            acquire = AcquireProgress(progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 ok = cache.update(acquire.as_apt(), sources, 500000)
@@ -401,7 +401,7 @@ class LayerApt:
     # ------------------------------------------------------------ download
     def download(self, progress: Progress) -> list[Path]:
         cache, depcache = self._open()
-        fetcher = apt_pkg.Acquire(_AcquireProgress(progress).as_apt())
+        fetcher = apt_pkg.Acquire(AcquireProgress(progress).as_apt())
         pm = apt_pkg.PackageManager(depcache)
         sources = apt_pkg.SourceList()
         sources.read_main_list()
@@ -423,43 +423,7 @@ class LayerApt:
     # ------------------------------------------------------------ install
     def install(self, dpkg_wrapper: Path, log: Path, progress: Progress) -> None:
         """Run dpkg (through ``dpkg_wrapper``) in APT's order; LayeringError names the failing package."""
-        apt_pkg.config.set("Dir::Bin::dpkg", str(dpkg_wrapper))
-        apt_pkg.config.set("DPkg::Options::", "--force-confdef")
-        apt_pkg.config.set("DPkg::Options::", "--force-confold")
-        # .deb paths on the command line (mapped into the sandbox), not a symlink dir in the host's /tmp
-        apt_pkg.config.set("DPkg::Install::Recursive", "false")
-        apt_pkg.config.set("DPkg::Install::Recursive::Force", "true")
-        # no pty: APT would start dpkg in a session of its own, out of reach of Ctrl-C and of the
-        # daemon's cancel (SIGINT to our process group); dpkg's output goes to the log anyway
-        apt_pkg.config.set("DPkg::Use-Pty", "false")
-        pm = self._pm
-        # APT deletes its binary caches after running dpkg (the host's status changed, it assumes);
-        # ours describe the base, which did not change: keep them for the next resolution.
-        kept = []
-        for name in ("pkgcache.bin", "srcpkgcache.bin"):
-            path, keep = self.cache / name, self.cache / f"{name}.keep"
-            if path.exists():
-                keep.unlink(missing_ok=True)
-                os.link(path, keep)
-                kept.append((path, keep))
-        read_fd, write_fd = os.pipe()
-        reader = threading.Thread(target=_status_reader, args=(read_fd, progress), daemon=True)
-        reader.start()
-        try:
-            with _stdout_to(log):
-                result = pm.do_install(write_fd)  # type: ignore[attr-defined]
-        except apt_pkg.Error:
-            result = pm.RESULT_FAILED
-        finally:
-            os.close(write_fd)
-            reader.join(timeout=10)
-            for path, keep in kept:
-                if path.exists():
-                    keep.unlink()
-                else:
-                    keep.rename(path)
-        if result != pm.RESULT_COMPLETED:
-            raise _dpkg_failure(log)
+        run_dpkg(self._pm, self.cache, dpkg_wrapper, log, progress)
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -544,92 +508,3 @@ def _source_failure(text: str) -> str:
             if pattern in ln:
                 return "APT source is not signed by a trusted key: " + ln.removeprefix("E:").removeprefix("W:").strip()
     return "cannot update the package lists: " + (lines[0].removeprefix("E:").strip() if lines else text)
-
-
-def _dpkg_failure(log: Path) -> LayeringError:
-    text = log.read_text(errors="replace") if log.exists() else ""
-    lines = text.splitlines()
-    for i, ln in enumerate(lines):
-        if ln.startswith("dpkg: error processing package") or "subprocess returned error exit status" in ln:
-            what = ln.removeprefix("dpkg: ").strip()
-            for follow in lines[i:i + 3]:
-                if "script subprocess returned error" in follow:
-                    what = f"{ln.removeprefix('dpkg: error processing package ').rstrip(':')}: {follow.strip()}"
-                    break
-            return LayeringError(f"dpkg failed: {what}", hint="\n".join(lines[max(0, i - 20):i + 3]))
-    return LayeringError("dpkg failed", hint="\n".join(lines[-25:]))
-
-
-def _status_reader(fd: int, progress: Progress) -> None:
-    with os.fdopen(fd, "r", errors="replace") as stream:
-        for line in stream:
-            parts = line.rstrip("\n").split(":", 3)
-            if len(parts) == 4 and parts[0] == "pmstatus":
-                progress.message(f"[{float(parts[2]):3.0f}%] {parts[3]}")
-            elif len(parts) == 4 and parts[0] == "pmerror":
-                progress.message(f"error: {parts[1]}: {parts[3]}")
-
-
-@contextmanager
-def _stdout_to(log: Path) -> Iterator[None]:
-    """APT and dpkg write to fds 1 and 2: send them to the log while dpkg runs."""
-    saved = [os.dup(1), os.dup(2)]
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in (*saved, fd):
-            os.close(f)
-
-
-class _AcquireProgress:
-    """apt_pkg's acquire callbacks to our Progress (a bar on a terminal, quiet otherwise): the
-    interface of python-apt's apt.progress.base.AcquireProgress, without importing the ``apt``
-    package (urllib, http, email: a fifth of a command's start-up)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.failed: list[str] = []
-        # set by apt_pkg while it fetches
-        self.current_bytes = self.current_cps = self.fetched_bytes = self.last_bytes = self.total_bytes = 0.0
-        self.current_items = self.total_items = 0
-        self.elapsed_time = 0.0
-
-    def as_apt(self) -> apt.progress.base.AcquireProgress:
-        """For the type checker: apt_pkg takes any object with these methods."""
-        return cast("apt.progress.base.AcquireProgress", self)
-
-    def start(self) -> None:
-        pass
-
-    def done(self, item: apt_pkg.AcquireItemDesc) -> None:
-        pass
-
-    def fetch(self, item: apt_pkg.AcquireItemDesc) -> None:
-        pass
-
-    def ims_hit(self, item: apt_pkg.AcquireItemDesc) -> None:
-        pass
-
-    def media_change(self, media: str, drive: str) -> bool:
-        return False
-
-    def fail(self, item: apt_pkg.AcquireItemDesc) -> None:
-        """An index that could not be fetched (APT's "Failed to fetch"), as one line."""
-        error = " ".join(str(item.owner.error_text).split())
-        if item.owner.status != item.owner.STAT_DONE:  # (not an IMS hit)
-            self.failed.append(f"cannot fetch {item.description}: {error}" if error else
-                               f"cannot fetch {item.description}")
-
-    def pulse(self, owner: apt_pkg.Acquire) -> bool:
-        if self.total_bytes:
-            self.progress.download(int(self.current_bytes), int(self.total_bytes))
-        return not self.progress.cancelled
-
-    def stop(self) -> None:
-        if self.total_bytes:
-            self.progress.download(int(self.total_bytes), int(self.total_bytes))

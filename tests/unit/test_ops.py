@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from gi.repository import GLib
 
-from apt_ostree import errors
-from apt_ostree.cli import client, deployments, packages
+from apt_ostree import errors, verbs
+from apt_ostree.cli import client, deployments, packages, surface
 from apt_ostree.cli.main import build_parser
 from apt_ostree.core import ops, wire
 from apt_ostree.core.apt import Package
@@ -102,3 +102,26 @@ def test_typed_errors_cross_with_their_class() -> None:
         e = wire.decode_error(name, "the message", "the hint")
         assert type(e).__name__ == name and e.message == "the message" and e.hint == "the hint"
     assert error_name("ValueError").endswith(".Error.AptOstreeError")
+
+
+# options of a changing verb that are no a{sv} option of its method: what the CLI does itself, and
+# what its D-Bus call carries as arguments or modifiers
+CLI_ONLY = {"--sysroot", "--no-queue", "--help", "-y", "--assumeyes", "--editor", "--trigger-automatic-update-policy",
+            "--install", "--uninstall", "--replace", "--remove", "--all", "-a", "--overlays", "-l", "--overrides",
+            "-o", "--append", "--delete", "--pending", "-p", "--rollback", "--base", "-b"}
+VERB_OF = {"remove": "uninstall", "override remove": "override", "override replace": "override",
+           "override reset": "override"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p, _ in surface.verbs(build_parser()) if p.split()[0]
+                                        in verbs.MUTATING))
+def test_every_flag_of_a_changing_verb_is_in_the_verb_table(path: str) -> None:
+    """argparse and verbs.ALLOWED agree: each flag is an a{sv} option of the verb's method (same
+    field name), or one the CLI handles itself (CLI_ONLY)."""
+    parser = dict(surface.verbs(build_parser()))[path]
+    verb = VERB_OF.get(path, path.split()[0])
+    keys = {verbs.field_name(k) for k in verbs.ALLOWED.get(verb, ())}
+    for action in parser._actions:
+        flags = [f for f in action.option_strings if f not in CLI_ONLY]
+        if action.option_strings and len(flags) == len(action.option_strings) and action.dest != "help":
+            assert action.dest in keys, f"{path}: {action.option_strings} is not in verbs.ALLOWED[{verb!r}]"
