@@ -42,6 +42,7 @@ from apt_ostree.core.layer_keys import (
 )
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
+from apt_ostree.core.ostree_overlay import commit_delta
 from apt_ostree.core.pkgdb import KEY_PACKAGES, STATUS_PATHS, packages_variant
 from apt_ostree.core.plan import Plan
 from apt_ostree.errors import CommandError, ComposeError, LayeringError, RepoError
@@ -282,7 +283,7 @@ def _commit(repo: Repo, base: str, origin: Origin, p: Plan, fingerprint: str, pa
     variants[KEY_LAYERED] = GLib.Variant("a(sss)", [(x.name, x.version, x.arch) for x in p.install])
     variants[KEY_REMOVED] = GLib.Variant("a(sss)", [(x.name, x.version, x.arch) for x in p.remove])
     variants[KEY_REPLACED] = GLib.Variant("a(ssss)", [(n, old, x.version, x.arch) for n, old, x in p.replace])
-    return repo.commit_delta(base, upper, metadata=variants, timestamp=int(time.time()),
+    return commit_delta(repo, base, upper, metadata=variants, timestamp=int(time.time()),
                              subject=f"apt-ostree layer on {base[:12]}")
 
 

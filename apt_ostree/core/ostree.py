@@ -38,7 +38,7 @@ class CommitInfo:
     metadata: Mapping[str, Any]
 
 
-def _gerror(what: str, e: GLib.Error) -> RepoError:
+def gerror(what: str, e: GLib.Error) -> RepoError:
     return RepoError(f"{what}: {e.message}")
 
 
@@ -60,7 +60,7 @@ class Repo:
         try:
             repo.open(None)
         except GLib.Error as e:
-            raise _gerror(f"cannot open repository {path}", e) from None
+            raise gerror(f"cannot open repository {path}", e) from None
         return cls(path, repo)
 
     @classmethod
@@ -76,7 +76,7 @@ class Repo:
         try:
             repo.create(MODES[mode], None)
         except GLib.Error as e:
-            raise _gerror(f"cannot create repository {path}", e) from None
+            raise gerror(f"cannot create repository {path}", e) from None
         return cls(path, repo)
 
     @property
@@ -114,7 +114,7 @@ class Repo:
         try:
             _, variant, _state = self._repo.load_commit(checksum)
         except GLib.Error as e:
-            raise _gerror(f"cannot load commit {checksum}", e) from None
+            raise gerror(f"cannot load commit {checksum}", e) from None
         metadata = variant.get_child_value(0).unpack()
         parent = OSTree.commit_get_parent(variant)
         return CommitInfo(
@@ -130,7 +130,7 @@ class Repo:
         try:
             _, root, _ = self._repo.read_commit(checksum, None)
         except GLib.Error as e:
-            raise _gerror(f"cannot read commit {checksum}", e) from None
+            raise gerror(f"cannot read commit {checksum}", e) from None
         return root
 
     @staticmethod
@@ -214,7 +214,7 @@ class Repo:
         try:
             self._repo.write_config(config)
         except GLib.Error as e:
-            raise _gerror(f"cannot write the configuration of {self.path}", e) from None
+            raise gerror(f"cannot write the configuration of {self.path}", e) from None
 
     def pull_local(self, source: Repo, checksum: str) -> None:
         """Copy a commit and its objects from another local repository (``ostree pull-local``)."""
@@ -222,7 +222,7 @@ class Repo:
         try:
             self._repo.pull_with_options(f"file://{source.path.resolve()}", options, None, None)
         except GLib.Error as e:
-            raise _gerror(f"cannot pull {checksum[:12]} from {source.path}", e) from None
+            raise gerror(f"cannot pull {checksum[:12]} from {source.path}", e) from None
 
     def pull(self, remote: str, refs: list[str], *, commit_only: bool = False, depth: int = 0) -> None:
         """Fetch ``refs`` (refs or checksums) from ``remote``; GPG rules are the remote's."""
@@ -260,14 +260,14 @@ class Repo:
         try:
             self._repo.remote_add(name, url, options, None)
         except GLib.Error as e:
-            raise _gerror(f"cannot add remote {name} to {self.path}", e) from None
+            raise gerror(f"cannot add remote {name} to {self.path}", e) from None
 
     def set_ref(self, remote: str | None, ref: str, checksum: str | None) -> None:
         """Point ``ref`` at ``checksum``; None deletes the ref."""
         try:
             self._repo.set_ref_immediate(remote, ref, checksum, None)
         except GLib.Error as e:
-            raise _gerror(f"cannot set ref {ref} in {self.path}", e) from None
+            raise gerror(f"cannot set ref {ref} in {self.path}", e) from None
 
     def commit_tree(
         self,
@@ -300,7 +300,7 @@ class Repo:
                 finally:
                     os.close(dfd)
                 _, root = repo.write_mtree(mtree, None)
-                _, checksum = repo.write_commit_with_time(parent, subject, None, _metadata_dict(metadata), root,
+                _, checksum = repo.write_commit_with_time(parent, subject, None, metadata_dict(metadata), root,
                                                           timestamp, None)
                 repo.transaction_set_ref(None, ref, checksum)
                 repo.commit_transaction(None)
@@ -308,7 +308,7 @@ class Repo:
                 repo.abort_transaction(None)
                 raise
         except GLib.Error as e:
-            raise _gerror(f"cannot commit to {self.path}", e) from None
+            raise gerror(f"cannot commit to {self.path}", e) from None
         return str(checksum)
 
     def checkout_hardlinks(self, checksum: str, dest: Path) -> None:
@@ -321,110 +321,19 @@ class Repo:
         try:
             self._repo.checkout_at(opts, AT_FDCWD, str(dest), checksum, None)
         except GLib.Error as e:
-            raise _gerror(f"cannot check out {checksum[:12]} at {dest}", e) from None
-
-    def commit_delta(self, base: str, upper: Path, *, metadata: Mapping[str, GLib.Variant], timestamp: int,
-                     subject: str = "") -> str:
-        """Commit ``base`` changed by an overlayfs upper directory, without re-reading the base.
-
-        The base tree is loaded lazily into a MutableTree; the upper dir's whiteouts (char 0/0)
-        delete, its opaque directories and type changes replace, everything else is merged.
-        Overlay bookkeeping xattrs are dropped. Whiteouts are unlinked from ``upper``.
-        No ref is written: the new commit's parent is ``base``.
-        """
-        repo = self._repo
-        try:
-            mtree = OSTree.MutableTree.new_from_commit(repo, base)
-            root_meta = mtree.get_metadata_checksum()
-            _apply_overlay_removals(mtree, upper, [])
-            modifier = OSTree.RepoCommitModifier.new(OSTree.RepoCommitModifierFlags.NONE, None, None)
-            modifier.set_xattr_callback(_xattrs_without_overlay(upper), None)
-            repo.prepare_transaction(None)
-            try:
-                dfd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    repo.write_dfd_to_mtree(dfd, ".", mtree, modifier, None)
-                finally:
-                    os.close(dfd)
-                mtree.set_metadata_checksum(root_meta)
-                _, root = repo.write_mtree(mtree, None)
-                _, checksum = repo.write_commit_with_time(base, subject, None, _metadata_dict(metadata), root,
-                                                          timestamp, None)
-                repo.commit_transaction(None)
-            except BaseException:
-                repo.abort_transaction(None)
-                raise
-        except GLib.Error as e:
-            raise _gerror(f"cannot commit the layer on {base[:12]} to {self.path}", e) from None
-        return str(checksum)
+            raise gerror(f"cannot check out {checksum[:12]} at {dest}", e) from None
 
 
 AT_FDCWD = -100
-OVERLAY_XATTR_PREFIX = b"trusted.overlay."
 
 
-def _metadata_dict(metadata: Mapping[str, GLib.Variant]) -> GLib.Variant:
+def metadata_dict(metadata: Mapping[str, GLib.Variant]) -> GLib.Variant:
     """Commit metadata as a{sv}, keys sorted (equal inputs give equal commits)."""
     builder = GLib.VariantBuilder.new(GLib.VariantType.new("a{sv}"))
     for key in sorted(metadata):
         builder.add_value(GLib.Variant.new_dict_entry(GLib.Variant.new_string(key),
                                                       GLib.Variant.new_variant(metadata[key])))
     return builder.end()
-
-
-def _lookup(mtree: OSTree.MutableTree, name: str) -> tuple[str | None, OSTree.MutableTree | None] | None:
-    """(file checksum, subdir) of ``name`` in ``mtree``; None if absent (lookup raises instead)."""
-    try:
-        _, checksum, subdir = mtree.lookup(name)
-    except GLib.Error:
-        return None
-    return checksum, subdir
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _apply_overlay_removals(mtree: OSTree.MutableTree, upper: Path, rel: list[str]) -> None:
-    """Pre-pass over an overlay upper dir: apply whiteouts, opaque dirs and type changes to
-    ``mtree`` (the merge of the remaining content is write_dfd_to_mtree's job)."""
-    directory = upper.joinpath(*rel)
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        st = entry.stat(follow_symlinks=False)
-        existing = _lookup(mtree, entry.name)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # whiteout
-            if existing is not None:
-                mtree.remove(entry.name, True)
-            os.unlink(entry.path)
-            continue
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if existing is not None:
-            was_dir = existing[1] is not None
-            if was_dir != is_dir or (is_dir and _is_opaque(Path(entry.path))):
-                mtree.remove(entry.name, True)
-                existing = None
-        if is_dir and existing is not None and existing[1] is not None:
-            _apply_overlay_removals(existing[1], upper, [*rel, entry.name])
-
-
-def _xattrs_without_overlay(upper: Path):  # type: ignore[no-untyped-def]
-    def callback(_repo: OSTree.Repo, path: str, _info: object, *_user: object) -> GLib.Variant:
-        full = upper / path.lstrip("/")
-        out = []
-        try:
-            names = os.listxattr(full, follow_symlinks=False)
-        except OSError:
-            names = []
-        for name in sorted(names):
-            if name.encode().startswith(OVERLAY_XATTR_PREFIX):
-                continue
-            value = os.getxattr(full, name, follow_symlinks=False)
-            out.append((name.encode() + b"\0", value))
-        return GLib.Variant("a(ayay)", out)
-    return callback
 
 
 def variant_metadata(values: Mapping[str, Any]) -> dict[str, GLib.Variant]:
