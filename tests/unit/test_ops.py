@@ -125,3 +125,20 @@ def test_every_flag_of_a_changing_verb_is_in_the_verb_table(path: str) -> None:
         flags = [f for f in action.option_strings if f not in CLI_ONLY]
         if action.option_strings and len(flags) == len(action.option_strings) and action.dest != "help":
             assert action.dest in keys, f"{path}: {action.option_strings} is not in verbs.ALLOWED[{verb!r}]"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_request_has_its_polkit_action_and_method(command: str) -> None:
+    """The request's D-Bus method is in the committed interface, its polkit action in the policy."""
+    import re
+    from pathlib import Path
+
+    top = Path(__file__).resolve().parents[2]
+    policy = set(re.findall(r'action id="org\.projectatomic\.aptostree1\.([^"]+)"',
+                            (top / "data/org.projectatomic.aptostree1.policy").read_text()))
+    xml = (top / "data/org.projectatomic.aptostree1.xml").read_text()
+    op = cli_op(shlex.split(command))
+    method, signature, values = client.build_call(op)
+    assert f'<method name="{method}">' in xml and method in verbs.TRANSACTION_METHODS
+    built = requests.from_call(method, GLib.Variant(signature, values).unpack(), lambda: "", "none")
+    assert built is not None and built.action in policy, (command, built)
