@@ -37,52 +37,46 @@ class Request:
     debconf: tuple[str, ...] = ()  # debconf-set-selections lines
 
 
+@dataclass(frozen=True, kw_only=True)
+class Deploying:
+    """What upgrade, deploy and rebase share: a new deployment of a (new) base."""
+
+    cache_only: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+    install: tuple[str, ...] = ()  # (--install: also layered on the new deployment)
+    uninstall: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        _arguments(self.install + self.uninstall, "package")
+
+
 @dataclass(frozen=True)
-class Upgrade:
+class Upgrade(Deploying):
     check: bool = False
     preview: bool = False
     download_only: bool = False
-    cache_only: bool = False
     allow_downgrade: bool = False
-    lock_finalization: bool = False
-    reboot: bool = False
-    unchanged_exit_77: bool = False
-    install: tuple[str, ...] = ()  # (upgrade --install: layered on the new deployment)
-    uninstall: tuple[str, ...] = ()
-
-    def validate(self) -> None:
-        _arguments(self.install + self.uninstall, "package")
 
 
 @dataclass(frozen=True)
-class Deploy:
+class Deploy(Deploying):
     revision: str
-    cache_only: bool = False
-    lock_finalization: bool = False
-    reboot: bool = False
-    unchanged_exit_77: bool = False
-    install: tuple[str, ...] = ()
-    uninstall: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _arguments([self.revision], "revision")
-        _arguments(self.install + self.uninstall, "package")
+        super().validate()
 
 
 @dataclass(frozen=True)
-class Rebase:
+class Rebase(Deploying):
     refspec: str
     preview: bool = False
-    cache_only: bool = False
-    lock_finalization: bool = False
-    reboot: bool = False
-    unchanged_exit_77: bool = False
-    install: tuple[str, ...] = ()
-    uninstall: tuple[str, ...] = ()
 
     def validate(self) -> None:
         _arguments([self.refspec], "refspec")
-        _arguments(self.install + self.uninstall, "package")
+        super().validate()
         remote, sep, ref = self.refspec.partition(":")
         if sep and not (remote and ref):
             raise UsageError(f"not a refspec: {self.refspec!r}", hint="expected REMOTE:REF or REF")

@@ -77,6 +77,7 @@ def test_the_daemon_makes_the_clis_request(command: str) -> None:
 SAMPLES: list[Any] = [
     ops.PackageChange(Request(install=("htop", "/x.deb"), debconf=("a b c d",)), dry_run=True, reboot=True),
     ops.Kargs(append=("quiet",), deploy_index=0), ops.FinalizeDeployment(None, True), ops.Search(("name:ht*",)),
+    ops.Deploy("version=13.2", install=("jq",), reboot=True), ops.Rebase("r:x", preview=True), ops.Upgrade(check=True),
     ops.Result(changed=True, checksum="a" * 64, previous="b" * 64, version="13.2",
                diff=PackageDiff((Package("htop", "3.4", "amd64"),), (), (Change("bash", "amd64", "5.2", "5.3"),), ()),
                plan=Plan(install=(PlannedPackage("htop", "3.4", "amd64", 1000),),
