@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from apt_ostree.core.pkgdb import PackageDiff
-from apt_ostree.errors import EXIT_UNCHANGED, UsageError
+from apt_ostree.errors import UsageError
 from apt_ostree.progress import Progress, TerminalProgress
-from apt_ostree.run import run
 
 if TYPE_CHECKING:
     from apt_ostree.core.plan import Plan
-    from apt_ostree.core.sysroot import Deployment, Sysroot
 
 
 def _terminal(verbose: bool) -> Progress:
@@ -92,34 +90,9 @@ def plan_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def check_finalize_args(args: argparse.Namespace) -> None:
-    """finalize-deployment's usage rule, in-process and before a daemon call alike."""
-    if args.checksum is None and not args.allow_missing_checksum:
-        raise UsageError("finalize-deployment: give the staged deployment's checksum, or --allow-missing-checksum",
-                         hint="apt-ostree status shows the staged deployment")
-
-
 def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
 def add_sysroot_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sysroot", type=Path, default=Path("/"), metavar="PATH", help="sysroot to operate on (default /)")
-
-
-def finish(args: argparse.Namespace, sysroot: Sysroot, deployment: Deployment | None) -> int:
-    if deployment is not None:
-        how = "Staged" if deployment.staged else "Deployed"
-        out(f"{how}: {deployment.id}")
-        if sysroot.is_booted:
-            out("Run \"systemctl reboot\" to start the new deployment." if not args.reboot else "Rebooting.")
-    if getattr(args, "reboot", False):
-        if not sysroot.is_booted:
-            raise UsageError("--reboot: the sysroot is not the booted system")
-        run(["systemctl", "reboot"], what="systemctl reboot")
-    return 0
-
-
-def unchanged(args: argparse.Namespace, message: str) -> int:
-    out(message)
-    return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
