@@ -20,7 +20,7 @@ DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml pyth
 	arch-test ca-certificates qemu-system-x86 qemu-utils grub-pc-bin grub2-common fdisk \
 	openssh-client grub-efi-amd64-bin ovmf mtools dosfstools dbus-daemon systemd procps util-linux
 
-.PHONY: all deps deb demo check lint clean completion
+.PHONY: all deps deb demo check lint clean completion generated
 
 all: deb
 
@@ -68,3 +68,9 @@ clean:
 # the bash completion is generated from the argument parser (a unit test checks it is current)
 completion:
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.surface > completion/apt-ostree
+
+# everything made from the verb table (apt_ostree/verbs.py): the completion, the man page's synopses,
+# the D-Bus interface's transaction methods and the polkit actions (unit tests check each is current)
+generated: completion
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.surface --man man/apt-ostree.8
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.daemon.interface

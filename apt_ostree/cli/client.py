@@ -36,6 +36,7 @@ from apt_ostree.dbus_names import (
 )
 from apt_ostree.errors import AptOstreeError, DaemonError, UsageError
 from apt_ostree.progress import TerminalProgress
+from apt_ostree.verbs import ELEMENTS, MODIFIERS, OPTIONS, Verb
 
 BOOTED_MARKER = Path("/run/ostree-booted")
 SYSTEM_BUS_SOCKET = Path("/run/dbus/system_bus_socket")
@@ -47,11 +48,6 @@ ACTIVATION_TIMEOUTS = ("org.freedesktop.DBus.Error.TimedOut", "org.freedesktop.D
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-queue", action="store_true",
                    help="fail if another transaction runs, instead of waiting for it")
-
-
-def _kargs_change(args: argparse.Namespace) -> bool:
-    return bool(args.append or args.append_if_missing or args.delete or args.delete_if_present or args.replace
-                or args.editor or args.import_proc_cmdline)
 
 
 def system_bus() -> Any:
@@ -66,10 +62,8 @@ def _has_bus() -> bool:
 
 def wants_daemon(args: argparse.Namespace) -> bool:
     """Whether this command goes through apt-ostreed."""
-    if os.environ.get(NO_DAEMON_ENV) or args.command not in verbs.MUTATING or not _has_bus():
+    if os.environ.get(NO_DAEMON_ENV) or not _has_bus():
         return False
-    if args.command == "kargs" and not _kargs_change(args):
-        return False  # showing the arguments reads the sysroot
     return daemon_serves(Path(args.sysroot))
 
 
@@ -125,89 +119,41 @@ def get_property(bus: Any, path: str, iface: str, name: str) -> Any:
     return reply.unpack()[0]
 
 
-def _options(verb: str, op: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The method's options from the request's fields, by the daemon's own table."""
+def _variant(kind: str, value: Any) -> Any:
     from gi.repository import GLib
 
-    opts: dict[str, Any] = {}
-    for key in verbs.ALLOWED[verb]:
-        name = verbs.field_name(key)
-        if key in skip:
-            continue
-        value = getattr(op, name, getattr(getattr(op, "request", None), name, None))
-        if key in verbs.FLAGS and value:
-            opts[key] = GLib.Variant("b", True)
-        elif key in verbs.LISTS and value:
-            opts[key] = GLib.Variant("as", list(value))
-        elif key == "deploy-index" and value is not None:
-            opts[key] = GLib.Variant("i", value)
-    opts["initiating-command-line"] = GLib.Variant("s", "apt-ostree " + " ".join(sys.argv[1:]))
-    return opts
+    return GLib.Variant(verbs.SIGNATURES[kind], list(value) if kind == "list" else value)
 
 
-def _as(items: tuple[str, ...]) -> Any:
+def _keyed(verb: Verb, op: ops.Op, into: str) -> dict[str, Any]:
+    """The row's options that travel in the a{sv} ``into`` and are set in ``op``."""
+    values = {o.dbus_key: _variant(o.kind, ops.value(op, o.dest)) for o in verb.opts
+              if o.into == into and ops.value(op, o.dest) not in (None, False, "", ())}
+    values.update({key: _variant(type(v).__name__.replace("tuple", "list"), v)
+                   for where, key, v in verb.send if where == into})
+    if into == OPTIONS:
+        values["initiating-command-line"] = _variant("str", "apt-ostree " + " ".join(sys.argv[1:]))
+    return values
+
+
+def build_call(verb: Verb, op: ops.Op, automatic: bool = False) -> tuple[str, str, list[Any]]:
+    """(method, signature, arguments) of the call that makes apt-ostreed run ``op``, the request
+    of the row ``verb``: its method's arguments are the row's ``call`` (daemon/requests.py makes
+    the same request of it: tests/unit/test_verbs.py)."""
     from gi.repository import GLib
 
-    return GLib.Variant("as", list(items))
-
-
-def build_call(op: ops.Op, automatic: bool = False) -> tuple[str, str, Any]:
-    """(method, signature, arguments) of the OS method that makes apt-ostreed run ``op``
-    (daemon/requests.py makes the same request of it: tests/unit/test_ops.py)."""
-    from gi.repository import GLib
-
-    v: Any = GLib.Variant
-    if isinstance(op, ops.Upgrade):
-        if automatic:
-            return "AutomaticUpdateTrigger", "(a{sv})", ({"mode": v("s", "auto")},)
-        if op.install or op.uninstall:
-            mods = {"install-packages": _as(op.install), "uninstall-packages": _as(op.uninstall)}
-            return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options("upgrade", op))
-        return "Upgrade", "(a{sv})", (_options("upgrade", op),)
-    if isinstance(op, ops.Deploy | ops.Rebase):
-        key, value, verb = (("set-revision", op.revision, "deploy") if isinstance(op, ops.Deploy)
-                            else ("set-refspec", op.refspec, "rebase"))
-        mods = {key: v("s", value), "install-packages": _as(op.install), "uninstall-packages": _as(op.uninstall)}
-        return "UpdateDeployment", "(a{sv}a{sv})", (mods, _options(verb, op))
-    if isinstance(op, ops.Rollback):
-        return "Rollback", "(a{sv})", (_options("rollback", op),)
-    if isinstance(op, ops.Cleanup):
-        elements = [e for e, flag in verbs.CLEANUP_ELEMENTS.items() if getattr(op, verbs.field_name(flag))]
-        return "Cleanup", "(as)", (elements,)
-    if isinstance(op, ops.RefreshMd):
-        return "RefreshMd", "(a{sv})", (_options("refresh-md", op),)
-    if isinstance(op, ops.FinalizeDeployment):
-        opts = _options("finalize-deployment", op, skip=("checksum",))
-        if op.checksum:
-            opts["checksum"] = v("s", op.checksum)
-        return "FinalizeDeployment", "(a{sv})", (opts,)
-    if isinstance(op, ops.Kargs):
-        return "KernelArgs", "(sasasasa{sv})", ("", list(op.append), list(op.replace), list(op.delete),
-                                                _options("kargs", op))
-    if isinstance(op, ops.PackageChange):
-        return _package_call(op)
-    raise UsageError(f"{type(op).__name__}: not a daemon request")
-
-
-def _package_call(op: ops.PackageChange) -> tuple[str, str, Any]:
-    from gi.repository import GLib
-
-    r, v = op.request, GLib.Variant
-    no_pull = {"no-pull-base": v("b", True)}
-    if r.reset_layers:
-        mods = {"no-layering": v("b", True), "no-overrides": v("b", r.override_reset_all)}
-        return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("reset", op), **no_pull})
-    if r.override_remove or r.override_replace:
-        mods = {"override-remove-packages": _as(r.override_remove),
-                "override-replace-local-packages": _as(r.override_replace)}
-    elif r.override_reset or r.override_reset_all:
-        mods = {"override-reset-packages": _as(r.override_reset), "override-reset-all": v("b", r.override_reset_all)}
-    elif r.uninstall_all:
-        mods = {"uninstall-all": v("b", True), "install-packages": _as(r.install)}
-    else:
-        return "PkgChange", "(a{sv}asas)", (_options("install", op), list(r.install), list(r.uninstall))
-    mods = {k: x for k, x in mods.items() if x.unpack()}
-    return "UpdateDeployment", "(a{sv}a{sv})", (mods, {**_options("override", op), **no_pull})
+    if automatic:
+        return "AutomaticUpdateTrigger", "(a{sv})", [{"mode": GLib.Variant("s", "auto")}]
+    values: list[Any] = []
+    for arg in verb.call:
+        if arg in (OPTIONS, MODIFIERS):
+            values.append(_keyed(verb, op, arg))
+        elif arg == ELEMENTS:
+            values.append([o.dbus_key for o in verb.opts if o.into == ELEMENTS and ops.value(op, o.dest)])
+        else:
+            value = ops.value(op, arg)
+            values.append(list(value) if verb.kind(arg) == "list" else value or "")
+    return verb.method, f"({verb.signature()})", values
 
 
 def _pkttyagent() -> subprocess.Popen[bytes] | None:
@@ -251,15 +197,16 @@ def register(bus: Any) -> None:
         time.sleep(1)
 
 
-def run(args: argparse.Namespace, op: ops.Op, automatic: bool = False) -> tuple[ops.Op, ops.Result] | None:
+def run(args: argparse.Namespace, verb: Verb, op: ops.Op,
+        automatic: bool = False) -> tuple[ops.Op, ops.Result] | None:
     """Run ``op`` (``automatic``: what apt-ostreed's AutomaticUpdatePolicy says) as a daemon transaction,
     drawing its progress: the request it ran and its typed result (None: the policy is none), or its
     typed error raised."""
     from gi.repository import Gio, GLib
 
-    method, signature, values = build_call(op, automatic)
-    if getattr(args, "no_queue", False) and verbs.TRANSACTION_METHODS[method] >= 0:
-        values[verbs.TRANSACTION_METHODS[method]]["no-queue"] = GLib.Variant("b", True)
+    method, signature, values = build_call(verb, op, automatic)
+    if getattr(args, "no_queue", False) and verbs.options_position(method) >= 0:
+        values[verbs.options_position(method)]["no-queue"] = GLib.Variant("b", True)
     agent = _pkttyagent()
     try:
         try:
@@ -267,7 +214,7 @@ def run(args: argparse.Namespace, op: ops.Op, automatic: bool = False) -> tuple[
             register(bus)
             os_path = bus.call_sync(BUS_NAME, SYSROOT_PATH, SYSROOT_IFACE, "GetOS", GLib.Variant("(s)", ("",)),
                                     None, 0, -1, None).unpack()[0]
-            reply = bus.call_sync(BUS_NAME, os_path, OS_IFACE, method, GLib.Variant(signature, values),
+            reply = bus.call_sync(BUS_NAME, os_path, OS_IFACE, method, GLib.Variant(signature, tuple(values)),
                                   None, Gio.DBusCallFlags.ALLOW_INTERACTIVE_AUTHORIZATION, 0x7FFFFFFF, None)
         except GLib.Error as e:
             raise daemon_error(e) from None

@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from apt_ostree import __version__, interrupt, verbs
-from apt_ostree.cli import client, compose, daemon, db, deployments, packages, status
+from apt_ostree import __version__, interrupt
+from apt_ostree.cli import compose, daemon, db, status, table
 from apt_ostree.errors import EXIT_CANCELLED, AptOstreeError, Cancelled, LayeringError
 
 
@@ -23,17 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     status.register(sub)
-    deployments.register(sub)
-    packages.register(sub)
+    table.register(sub)
     compose.register(sub)
     db.register(sub)
     daemon.register(sub)
-    for name in verbs.MUTATING:
-        verb = sub.choices[name]
-        nested = [a for a in verb._actions if isinstance(a, argparse._SubParsersAction)]
-        for p in (list(nested[0].choices.values()) if nested else [verb]):
-            if not any("--no-queue" in a.option_strings for a in p._actions):
-                client.add_args(p)
     return parser
 
 

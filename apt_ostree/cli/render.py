@@ -15,26 +15,31 @@ from apt_ostree.cli.common import diff_lines, out, plan_lines, progress_for
 from apt_ostree.core import ops
 from apt_ostree.core.execute import execute
 from apt_ostree.errors import EXIT_UNCHANGED
+from apt_ostree.verbs import Verb
 
 
-def run_op(args: argparse.Namespace, op: ops.Op, automatic: bool = False) -> int:
-    """Run ``op`` and render its result (``automatic``: the daemon's AutomaticUpdatePolicy decides
-    what the upgrade is)."""
+def run_op(args: argparse.Namespace, verb: Verb, op: ops.Op, automatic: bool = False) -> int:
+    """Run ``op``, the request of the row ``verb``, and render its result (``automatic``: the
+    daemon's AutomaticUpdatePolicy decides what the upgrade is)."""
     op.validate()
-    if client.wants_daemon(args):
-        ran = client.run(args, op, automatic)
+    if verb.changes and client.wants_daemon(args):
+        ran = client.run(args, verb, op, automatic)
         if ran is None:
             out("Automatic updates are not enabled.")
             return 0
         op, result = ran
     else:
         result = execute(op, args.sysroot, progress_for(args))
-    return render(op, result, json_output=bool(getattr(args, "json", False)))
+    return render(verb, op, result, json_output=bool(getattr(args, "json", False)))
 
 
 def _unchanged(op: ops.Op, message: str) -> int:
     out(message)
     return EXIT_UNCHANGED if getattr(op, "unchanged_exit_77", False) else 0
+
+
+def _text(template: str, op: ops.Op, result: ops.Result) -> str:
+    return template.format(op=op, result=result)
 
 
 def _diff(result: ops.Result) -> None:
@@ -43,7 +48,7 @@ def _diff(result: ops.Result) -> None:
             out(line)
 
 
-def _finish(op: ops.Op, result: ops.Result) -> int:
+def _finish(result: ops.Result) -> int:
     d = result.deployment
     if d is not None:
         out(f"{'Staged' if d.staged else 'Deployed'}: {d.id}")
@@ -56,61 +61,43 @@ def _commit_line(prefix: str, result: ops.Result) -> str:
     return f"{prefix} commit: {result.checksum}" + (f" (version {result.version})" if result.version else "")
 
 
-def render(op: ops.Op, result: ops.Result, json_output: bool = False) -> int:
+def render(verb: Verb, op: ops.Op, result: ops.Result, json_output: bool = False) -> int:
+    """Print what ``op`` (a request of the row ``verb``) did, as rpm-ostree would; the exit code.
+    What a verb prints besides its row's texts is decided by the result's data: a plan (dry run,
+    download), a package diff, a new deployment; the few verbs with output of their own first."""
+    if isinstance(op, ops.Search):
+        return _found(result, json_output)
+    if not result.changed and verb.unchanged:
+        return _unchanged(op, _text(verb.unchanged, op, result))
     if isinstance(op, ops.Upgrade):
-        if not result.changed:
-            return _unchanged(op, "No upgrade available.")
         out(_commit_line("Available" if op.check or op.preview else "New", result))
-        if op.preview or not (op.check or op.download_only):
-            _diff(result)
-        return 0 if op.check or op.preview or op.download_only else _finish(op, result)
+        if op.check or op.download_only:
+            return 0
     if isinstance(op, ops.Rebase) and op.preview:
-        if not result.changed:
-            return _unchanged(op, f"Already on {op.refspec}: {result.checksum}")
         out(_commit_line("Available", result))
-        _diff(result)
+    if result.moved:
+        out(f"Moving '{result.moved}' to be first deployment")
+    for removed in result.removed:
+        out(f"Deployment removed: {removed}")
+    dry_run = bool(getattr(op, "dry_run", False))
+    if result.plan is not None and (dry_run or getattr(op, "download_only", False)):
+        for line in plan_lines(result.plan):
+            out(line)
+        out("Exiting because of '--dry-run' option" if dry_run else "Downloaded; nothing deployed.")
+        return 0
+    if verb.done:
+        out(_text(verb.done, op, result))
+    _diff(result)
+    if isinstance(op, ops.Rebase) and op.preview:
         if result.plan is not None:
             out("Layered packages on the new base:")
             for line in plan_lines(result.plan):
                 out(f"  {line}")
         return 0
-    if isinstance(op, ops.Deploy | ops.Rebase):
-        if not result.changed:
-            what = "Already deployed" if isinstance(op, ops.Deploy) else f"Already on {op.refspec}"
-            return _unchanged(op, f"{what}: {result.checksum}")
-        _diff(result)
-        return _finish(op, result)
-    if isinstance(op, ops.Rollback):
-        out(f"Moving '{result.moved}' to be first deployment")
-        return 0
-    if isinstance(op, ops.Cleanup):
-        for removed in result.removed:
-            out(f"Deployment removed: {removed}")
-        if not result.removed:
-            out("No deployments removed.")
-        return 0
-    if isinstance(op, ops.Kargs):
-        if not result.changed:
-            return _unchanged(op, "Kernel arguments unchanged.")
-        out("Kernel arguments updated.")
-        return _finish(op, result)
-    if isinstance(op, ops.PackageChange):
-        if not result.changed:
-            return _unchanged(op, "No change.")
-        if result.plan is not None and (op.dry_run or op.download_only):
-            for line in plan_lines(result.plan):
-                out(line)
-            out("Exiting because of '--dry-run' option" if op.dry_run else "Downloaded; nothing deployed.")
-            return 0
-        _diff(result)
-        return _finish(op, result)
-    if isinstance(op, ops.RefreshMd):
-        out("Package lists updated.")
-        return 0
-    if isinstance(op, ops.FinalizeDeployment):
-        assert result.deployment is not None
-        out(f"Finalizing {result.deployment.id} and rebooting.")
-        return 0
+    return 0 if getattr(op, "preview", False) else _finish(result)
+
+
+def _found(result: ops.Result, json_output: bool) -> int:
     if json_output:
         out(json.dumps([{"name": n, "version": v, "summary": s} for n, v, s in result.found], indent=2))
         return 0 if result.found else 1

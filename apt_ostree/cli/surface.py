@@ -9,6 +9,8 @@ so both offer exactly the options argparse accepts, verb by verb.
 from __future__ import annotations
 
 import argparse
+import itertools
+import re
 import shlex
 from collections.abc import Iterator
 
@@ -127,9 +129,35 @@ def synopsis(path: str, parser: argparse.ArgumentParser) -> str:
     return ".SS " + " ".join(parts).replace("-", "\\-")
 
 
+def man(text: str, parser: argparse.ArgumentParser) -> str:
+    """The man page ``text`` with each verb's first ``.SS`` line made its synopsis anew."""
+    parsers = {path: p for path, p in verbs(parser) if not subcommands(p)}
+    seen: set[str] = set()
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if not line.startswith(".SS "):
+            continue
+        path = " ".join(w for w in itertools.takewhile(lambda w: re.fullmatch(r"[a-z][a-z-]*", w) is not None,
+                                                       line[4:].replace("\\-", "-").split()))
+        if path in parsers and path not in seen:
+            seen.add(path)
+            lines[i] = synopsis(path, parsers[path]) + "\n"
+    return "".join(lines)
+
+
 def main() -> None:
+    """Print the bash completion; with ``--man PAGE``, write the man page's synopses anew."""
+    import sys
+
     from apt_ostree.cli.main import build_parser
 
+    if sys.argv[1:2] == ["--man"]:
+        page = sys.argv[2]
+        with open(page) as f:
+            text = man(f.read(), build_parser())
+        with open(page, "w") as f:
+            f.write(text)
+        return
     print(bash(build_parser()), end="")
 
 

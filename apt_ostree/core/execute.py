@@ -124,6 +124,8 @@ def kargs_start(sysroot: Sysroot, deploy_index: int | None, import_proc_cmdline:
 
 def _kargs(op: Kargs, sysroot: Sysroot, progress: Progress) -> Result:
     current = kargs_start(sysroot, op.deploy_index, op.import_proc_cmdline)
+    if op.existing and op.existing.split() != current:
+        raise UsageError("the kernel arguments changed since they were read", hint="read them again and retry")
     new = deploy.edit_kargs(current, append=op.append, append_if_missing=op.append_if_missing, delete=op.delete,
                             delete_if_present=op.delete_if_present, replace=op.replace)
     start = sysroot.origin_deployment()
@@ -163,4 +165,4 @@ def _finalize(op: FinalizeDeployment, sysroot: Sysroot) -> Result:
         raise UsageError(f"the staged deployment is {staged.checksum}, not {op.checksum}")
     with sysroot.locked():
         sysroot.unlock_finalization(staged)
-    return Result(checksum=staged.checksum, deployment=NewDeployment(staged.id, True), rebooting=True)
+    return Result(checksum=staged.checksum, finalized=staged.id, rebooting=True)

@@ -11,8 +11,10 @@ apt_ostree.errors. Requests and results reach and leave apt-ostreed's worker as 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apt_ostree.errors import UsageError
 
@@ -108,6 +110,7 @@ class Kargs:
     delete: tuple[str, ...] = ()
     delete_if_present: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
+    existing: str = ""  # the arguments the change was made against ("": any); changed since: an error
     deploy_index: int | None = None
     import_proc_cmdline: bool = False
     lock_finalization: bool = False
@@ -202,6 +205,7 @@ class Result:
     booted: bool = False  # the sysroot is the booted system
     rebooting: bool = False
     moved: str = ""  # rollback: the deployment made the default
+    finalized: str = ""  # finalize-deployment: the staged deployment unlocked
     removed: tuple[str, ...] = ()  # cleanup: the deployments removed
     found: tuple[tuple[str, str, str], ...] = ()  # search: (name, version, summary)
 
@@ -210,6 +214,25 @@ def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:
     for item in items:
         if not item or item.startswith("-"):
             raise UsageError(f"{what}: {item!r} is not a valid argument")
+
+
+def build(name: str, fields: Mapping[str, Any]) -> Op:
+    """The request of class ``name`` (a verb row's) with ``fields``; lists become tuples, and a
+    package change's fields of :class:`Request` go into its request."""
+    cls = next(c for c in OPS if c.__name__ == name)
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    if cls is PackageChange:
+        nested = {f.name for f in dataclasses.fields(Request)}
+        request = Request(**{k: v for k, v in values.items() if k in nested})
+        return PackageChange(request, **{k: v for k, v in values.items() if k not in nested})
+    return cls(**values)  # type: ignore[no-any-return]
+
+
+def value(op: Op, name: str) -> Any:
+    """A field of the request (a package change's own, or its request's)."""
+    if isinstance(op, PackageChange) and not hasattr(op, name):
+        return getattr(op.request, name)
+    return getattr(op, name)
 
 
 def automatic_mode(mode: str) -> Upgrade | None:

@@ -2,29 +2,23 @@
 
 A transaction runs the same engine as the CLI, in a worker process: this module turns a method's
 arguments and its ``options a{sv}`` into the request (apt_ostree.core.ops) the CLI makes for the
-same command, checking every key and type before anything is queued (an unknown option is an
-error, never ignored).
+same command, by the verb table (apt_ostree.verbs): a method's arguments are the ``call`` of the
+rows that use it, its option keys theirs. Every key and type is checked before anything is
+queued (an unknown option is an error, never ignored). Two methods have logic of their own:
+rpm-ostree's UpdateDeployment, whose modifiers say which command it is, and
+AutomaticUpdateTrigger, which asks the daemon's policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apt_ostree import verbs
 from apt_ostree.core import ops
-from apt_ostree.core.ops import Request
 from apt_ostree.errors import UsageError
-from apt_ostree.verbs import (
-    ALLOWED,
-    AUTOMATIC_MODES,
-    CLEANUP_ELEMENTS,
-    DAEMON_OPTIONS,
-    FLAGS,
-    LISTS,
-    TRANSACTION_METHODS,
-    field_name,
-)
+from apt_ostree.verbs import AUTOMATIC_MODES, DAEMON_OPTIONS, ELEMENTS, MODIFIERS, OPTIONS, Opt, Verb
 
 
 @dataclass(frozen=True)
@@ -39,187 +33,169 @@ class Command:
         return Command(self.action, self.op, str(title), bool(options.get("no-queue", False)))
 
 
-def _strings(value: Any, key: str) -> list[str]:
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"option {key!r} must be a list of strings (as)")
-    return list(value)
+_TYPES: dict[str, tuple[type, str]] = {"bool": (bool, "a boolean (b)"), "list": (list, "a list of strings (as)"),
+                                       "int": (int, "an integer (i)"), "str": (str, "a string (s)")}
 
 
-def _options(verb: str, options: Mapping[str, Any], extra: Sequence[str] = ()) -> dict[str, Any]:
-    """The request's fields for ``options``; UsageError names an unknown key or a wrong type."""
-    allowed = set(ALLOWED[verb]) | set(extra)
-    fields: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in DAEMON_OPTIONS:
-            if not isinstance(value, DAEMON_OPTIONS[key]):
-                raise UsageError(f"option {key!r} has the wrong type")
-            continue
-        if key not in allowed:
-            raise UsageError(f"unknown option {key!r} for {verb}",
-                             hint=f"{verb} takes: {', '.join(sorted(allowed)) or 'no options'}")
-        if key in FLAGS:
-            if not isinstance(value, bool):
-                raise UsageError(f"option {key!r} must be a boolean (b)")
-            fields[field_name(key)] = value
-        elif key in LISTS:
-            fields[field_name(key)] = tuple(_checked(_strings(value, key), key))
-        elif key == "deploy-index":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise UsageError("option 'deploy-index' must be an integer (i)")
-            fields["deploy_index"] = value
-    return fields
-
-
-def _checked(items: Sequence[str], what: str) -> list[str]:
+def _checked(value: Any, kind: str, what: str) -> Any:
+    """``value`` if it is a ``kind``: lists hold strings that are no option, ints are no booleans."""
+    python, name = _TYPES[kind]
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, python) or (kind == "int" and isinstance(value, bool)):
+        raise UsageError(f"{what} must be {name}")
+    items: list[Any] = value if isinstance(value, list) else [value] if kind == "str" else []
+    if kind == "list" and not all(isinstance(v, str) for v in items):
+        raise UsageError(f"{what} must be {name}")
     for item in items:
         if not item or item.startswith("-"):
             raise UsageError(f"{what}: {item!r} is not a valid argument")
-    return list(items)
+    return tuple(items) if kind == "list" else value
 
 
-def _title(*words: str | Sequence[str]) -> str:
-    return " ".join(w if isinstance(w, str) else " ".join(w) for w in words if w)
+def _keyed(rows: Iterable[Verb], into: str) -> dict[str, Opt]:
+    return {o.dbus_key: o for v in rows for o in v.opts if o.into == into}
 
 
-def upgrade(options: Mapping[str, Any], install: Sequence[str] = (), uninstall: Sequence[str] = ()) -> Command:
-    op = ops.Upgrade(**_options("upgrade", options), install=tuple(_checked(install, "package")),
-                     uninstall=tuple(_checked(uninstall, "package")))
-    return Command("upgrade", op, _title("upgrade", install))
+def _fields(rows: Sequence[Verb], into: str, values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """The request fields of an a{sv} argument; UsageError names an unknown key or a wrong type."""
+    known = _keyed(rows, into)
+    fixed = {key for v in rows for where, key, _ in v.send if where == into}
+    fields: dict[str, Any] = {}
+    for key, value in values.items():
+        if into == OPTIONS and key in DAEMON_OPTIONS:
+            if not isinstance(value, DAEMON_OPTIONS[key]):
+                raise UsageError(f"option {key!r} has the wrong type")
+            continue
+        if key in fixed:
+            continue
+        if key not in known:
+            noun = "option" if into == OPTIONS else "modifier"
+            raise UsageError(f"unknown {noun} {key!r} for {what}",
+                             hint=f"{what} takes: {', '.join(sorted(known)) or 'no ' + noun + 's'}")
+        fields[known[key].dest] = _checked(value, known[key].kind, f"{'option' if into == OPTIONS else 'modifier'} "
+                                                                  f"{key!r}")
+    return fields
 
 
-def deploy(revision: str, options: Mapping[str, Any], install: Sequence[str] = (),
-           uninstall: Sequence[str] = ()) -> Command:
-    op = ops.Deploy(_checked([revision], "revision")[0], **_options("deploy", options),
-                    install=tuple(_checked(install, "package")), uninstall=tuple(_checked(uninstall, "package")))
-    return Command("deploy", op, _title("deploy", revision))
+def _title(verb: Verb, op: ops.Op) -> str:
+    words = [verb.path]
+    for o in verb.opts:
+        if o.positional:
+            value = ops.value(op, o.dest)
+            words += list(value) if isinstance(value, tuple) else [value] if value else []
+    return " ".join(words)
 
 
-def rebase(options: Mapping[str, Any], refspec: str, install: Sequence[str],
-           uninstall: Sequence[str] = ()) -> Command:
-    op = ops.Rebase(_checked([refspec], "refspec")[0], **_options("rebase", options),
-                    install=tuple(_checked(install, "package")), uninstall=tuple(_checked(uninstall, "package")))
-    return Command("rebase", op, _title("rebase", refspec))
+def command(verb: Verb, op: ops.Op) -> Command:
+    op.validate()
+    return Command(verb.action, op, _title(verb, op))
 
 
-def rollback(options: Mapping[str, Any]) -> Command:
-    return Command("rollback", ops.Rollback(**_options("rollback", options)), "rollback")
+def from_method(method: str, args: Sequence[Any]) -> Command:
+    """The command of a call of a method that rows of the verb table use."""
+    rows = verbs.by_method(method)
+    verb = rows[0]
+    if len(args) != len(verb.call):
+        raise UsageError(f"{method} takes {len(verb.call)} arguments")
+    fields: dict[str, Any] = {}
+    for arg, value in zip(verb.call, args, strict=True):
+        if arg in (OPTIONS, MODIFIERS):
+            fields.update(_fields(rows, arg, _unpack(value), method))
+        elif arg == ELEMENTS:
+            known = _keyed(rows, ELEMENTS)
+            for element in _checked(value, "list", "elements"):
+                if element not in known:
+                    raise UsageError(f"unknown {method.lower()} element {element!r}",
+                                     hint=f"elements: {', '.join(known)}")
+                fields[known[element].dest] = True
+            if not value:
+                raise UsageError(f"{method}: no elements given")
+        elif value == "" and verb.kind(arg) == "str":
+            fields[arg] = ""  # (the request's check: a revision or refspec is required, existing is not)
+        else:
+            fields[arg] = _checked(value, verb.kind(arg), arg)
+    return command(_row_of(rows, fields), ops.build(verb.request, fields))
 
 
-def _layer(verb: str, options: Mapping[str, Any], **request: Any) -> ops.PackageChange:
-    fields = _options(verb, options)
-    request.update({k: fields.pop(k) for k in ("idempotent", "debconf") if k in fields})
-    return ops.PackageChange(Request(**request), **fields)
+def _row_of(rows: Sequence[Verb], fields: Mapping[str, Any]) -> Verb:
+    """The row a call of a shared method stands for (its title): the first whose positional
+    argument is set (``uninstall htop`` is a PkgChange with only packages to remove)."""
+    for verb in rows:
+        if any(fields.get(o.dest) for o in verb.opts if o.positional):
+            return verb
+    return rows[0]
 
 
-def pkg_change(options: Mapping[str, Any], added: Sequence[str], removed: Sequence[str]) -> Command:
-    added, removed = _checked(added, "package"), _checked(removed, "package")
-    if not added and not removed:
-        raise UsageError("PkgChange: no packages to add or remove")
-    op = _layer("install", options, install=tuple(added), uninstall=tuple(removed))
-    return Command("install-uninstall-packages", op, _title("install" if added else "uninstall", added or removed))
+def _unpack(value: Any) -> dict[str, Any]:
+    from apt_ostree.daemon.variants import unpack_options
+
+    if not isinstance(value, Mapping):
+        raise UsageError("expected an a{sv} argument")
+    return unpack_options(value)
 
 
-def update_deployment(modifiers: Mapping[str, Any], options_: Mapping[str, Any]) -> Command:
+# UpdateDeployment's modifiers → the row whose request they make
+_SET = {"set-refspec": ("rebase", "refspec"), "set-revision": ("deploy", "revision")}
+_PACKAGES = {"install-packages": "install", "uninstall-packages": "uninstall"}
+
+
+def update_deployment(modifiers_: Mapping[str, Any], options_: Mapping[str, Any]) -> Command:
     """rpm-ostree's general method: the modifiers say which command it is. Without the option
     ``no-pull-base`` package modifiers ride on an upgrade (``upgrade --install``), with it they
     change only the packages (``install``), as in rpm-ostree."""
-    known = {"set-refspec", "set-revision", "install-packages", "uninstall-packages", "uninstall-all",
-             "override-remove-packages", "override-replace-local-packages", "override-reset-packages",
-             "override-reset-all", "no-layering", "no-overrides"}
+    modifiers, options = dict(modifiers_), dict(options_)
+    no_pull = _checked(options.pop("no-pull-base", False), "bool", "option 'no-pull-base'")
+    override_rows = verbs.by_method("UpdateDeployment")
+    known = {*_SET, *_PACKAGES, "uninstall-all", *_keyed(override_rows, MODIFIERS)}
     for key in modifiers:
         if key not in known:
             raise UsageError(f"unknown modifier {key!r}", hint=f"modifiers: {', '.join(sorted(known))}")
-    options = dict(options_)
-    no_pull = options.pop("no-pull-base", False)
-    if not isinstance(no_pull, bool):
-        raise UsageError("option 'no-pull-base' must be a boolean (b)")
-    lists = {k: _checked(_strings(v, k), k) for k, v in modifiers.items() if k.endswith("-packages")}
-    flags = {}
-    for k in ("uninstall-all", "override-reset-all", "no-layering", "no-overrides"):
-        if k in modifiers:
-            if not isinstance(modifiers[k], bool):
-                raise UsageError(f"modifier {k!r} must be a boolean (b)")
-            flags[k] = modifiers[k]
-    for key in ("set-refspec", "set-revision"):
-        if key in modifiers and not isinstance(modifiers[key], str):
-            raise UsageError(f"modifier {key!r} must be a string (s)")
-    install, uninstall = lists.get("install-packages", []), lists.get("uninstall-packages", [])
-    remove = lists.get("override-remove-packages", [])
-    replace = lists.get("override-replace-local-packages", [])
-    reset = lists.get("override-reset-packages", [])
-    overrides = bool(remove or replace or reset or flags.get("override-reset-all"))
-    resets = bool(flags.get("no-layering") or flags.get("no-overrides"))
-    if "set-refspec" in modifiers or "set-revision" in modifiers:
-        if overrides or resets or flags.get("uninstall-all"):
-            raise UsageError("set-refspec/set-revision combine only with install-packages/uninstall-packages")
-        if "set-refspec" in modifiers and "set-revision" in modifiers:
-            raise UsageError("give set-refspec or set-revision, not both")
-        if "set-refspec" in modifiers:
-            return rebase(options, modifiers["set-refspec"], install, uninstall)
-        return deploy(modifiers["set-revision"], options, install, uninstall)
-    if resets:
-        if install or uninstall or overrides or flags.get("uninstall-all"):
-            raise UsageError("no-layering/no-overrides do not combine with other modifiers")
-        op = _layer("reset", options, reset_layers=bool(flags.get("no-layering")),
-                    override_reset_all=bool(flags.get("no-overrides")))
-        return Command("install-uninstall-packages" if flags.get("no-layering") else "override", op, "reset")
-    if overrides:
-        if install or uninstall or flags.get("uninstall-all"):
+    sets = {k: _checked(modifiers.pop(k), "str", f"modifier {k!r}") for k in _SET if k in modifiers}
+    packages = {f: _checked(modifiers.pop(k), "list", f"modifier {k!r}") for k, f in _PACKAGES.items()
+                if k in modifiers}
+    uninstall_all = _checked(modifiers.pop("uninstall-all", False), "bool", "modifier 'uninstall-all'")
+    if len(sets) > 1:
+        raise UsageError("give set-refspec or set-revision, not both")
+    if sets and (modifiers or uninstall_all):
+        raise UsageError("set-refspec/set-revision combine only with install-packages/uninstall-packages")
+    if modifiers:  # override and reset modifiers: a package change
+        if packages or uninstall_all:
             raise UsageError("override modifiers do not combine with install/uninstall")
-        if reset or flags.get("override-reset-all"):
-            if remove or replace:
-                raise UsageError("override-reset does not combine with override-remove/-replace")
-            op = _layer("override", options, override_reset=tuple(reset),
-                        override_reset_all=bool(flags.get("override-reset-all")))
-            return Command("override", op, _title("override reset", reset))
-        op = _layer("override", options, override_remove=tuple(remove), override_replace=tuple(replace))
-        return Command("override", op, _title("override", "remove" if remove else "replace", remove or replace))
-    if flags.get("uninstall-all"):
-        op = _layer("uninstall", options, install=tuple(install), uninstall_all=True)
-        return Command("install-uninstall-packages", op, "uninstall --all")
-    if no_pull:
-        return pkg_change(options, install, uninstall)
-    return upgrade(options, install, uninstall)
+        fields = _fields(override_rows, MODIFIERS, modifiers, "UpdateDeployment")
+        verb = _override_row(modifiers)
+        fields.update(_fields(override_rows, OPTIONS, options, "UpdateDeployment"))
+        return command(verb, ops.build(verb.request, fields))
+    if sets:
+        (key, value), = sets.items()
+        verb = verbs.BY_PATH[_SET[key][0]]
+        fields = {_SET[key][1]: value, **packages, **_fields([verb], OPTIONS, options, verb.method)}
+        return command(verb, ops.build(verb.request, fields))
+    if uninstall_all or no_pull:
+        verb = verbs.BY_PATH["uninstall" if uninstall_all else "install"]
+        fields = {**packages, **_fields(verbs.by_method(verb.method), OPTIONS, options, verb.method)}
+        if uninstall_all:
+            fields["uninstall_all"] = True
+        return command(verb, ops.build(verb.request, fields))
+    verb = verbs.BY_PATH["upgrade"]
+    return command(verb, ops.build(verb.request, {**packages, **_fields([verb], OPTIONS, options, verb.method)}))
 
 
-def kernel_args(existing: str, added: Sequence[str], replaced: Sequence[str], deleted: Sequence[str],
-                options: Mapping[str, Any], current: Callable[[], str]) -> Command:
-    if existing and existing.split() != current().split():
-        raise UsageError("the kernel arguments changed since they were read", hint="read them again and retry")
-    fields = _options("kargs", options)
-    op = ops.Kargs(append=tuple(_checked(added, "kernel argument")),
-                   replace=tuple(_checked(replaced, "kernel argument")),
-                   delete=tuple(_checked(deleted, "kernel argument")), **fields)
-    if not (op.append or op.replace or op.delete or op.append_if_missing or op.delete_if_present
-            or op.import_proc_cmdline):
-        raise UsageError("KernelArgs: no kernel arguments to change")
-    return Command("bootconfig", op, "kargs")
-
-
-def cleanup(elements: Sequence[str]) -> Command:
-    for element in elements:
-        if element not in CLEANUP_ELEMENTS:
-            raise UsageError(f"unknown cleanup element {element!r}",
-                             hint=f"elements: {', '.join(CLEANUP_ELEMENTS)}")
-    if not elements:
-        raise UsageError("Cleanup: no elements given")
-    fields = {field_name(CLEANUP_ELEMENTS[e]): True for e in elements}
-    return Command("cleanup", ops.Cleanup(**fields), _title("cleanup", [CLEANUP_ELEMENTS[e] for e in elements]))
-
-
-def refresh_md(options: Mapping[str, Any]) -> Command:
-    return Command("repo-refresh", ops.RefreshMd(**_options("refresh-md", options)), "refresh-md")
-
-
-def finalize(options: Mapping[str, Any]) -> Command:
-    checksum = options.get("checksum", "")
-    if not isinstance(checksum, str):
-        raise UsageError("option 'checksum' must be a string (s)")
-    rest = {k: v for k, v in options.items() if k != "checksum"}
-    if not checksum and not rest.get("allow-missing-checksum"):
-        raise UsageError("FinalizeDeployment: give the staged deployment's checksum, or allow-missing-checksum")
-    op = ops.FinalizeDeployment(checksum or None, **_options("finalize-deployment", rest))
-    return Command("finalize-deployment", op, _title("finalize-deployment", checksum))
+def _override_row(modifiers: Mapping[str, Any]) -> Verb:
+    """The row of a package change by modifiers: reset (no-layering/no-overrides), override reset,
+    override remove/replace; a mix of them is an error."""
+    kinds = {v.path for v in verbs.by_method("UpdateDeployment")
+             for o in v.opts if o.into == MODIFIERS and o.dbus_key in modifiers}
+    if "reset" in kinds:
+        if set(modifiers) - {"no-layering", "no-overrides"}:
+            raise UsageError("no-layering/no-overrides do not combine with other modifiers")
+        return verbs.BY_PATH["reset"]
+    if "override reset" in kinds:
+        if set(modifiers) - {"override-reset-packages", "override-reset-all"}:
+            raise UsageError("override-reset does not combine with override-remove/-replace")
+        return verbs.BY_PATH["override reset"]
+    first = next(iter(modifiers))
+    return verbs.BY_PATH["override remove" if first == "override-remove-packages" else "override replace"]
 
 
 def automatic(options: Mapping[str, Any], policy: str) -> Command | None:
@@ -236,35 +212,22 @@ def automatic(options: Mapping[str, Any], policy: str) -> Command | None:
 
 
 def search(queries: Sequence[str]) -> ops.Search:
-    if not queries:
-        raise UsageError("Search: no query")
-    return ops.Search(tuple(queries), cache_only=True)
+    op = ops.Search(_checked(list(queries), "list", "queries"), cache_only=True)
+    op.validate()
+    return op
 
 
+def transaction_methods() -> dict[str, int]:
+    """The OS methods that start a transaction → the position of their options a{sv} (-1: none)."""
+    names = [*verbs.methods(), *verbs.OTHER_TRANSACTION_METHODS]
+    return {m: verbs.options_position(m) for m in names}
 
-def from_call(method: str, args: Sequence[Any], current_kargs: Callable[[], str], policy: str) -> Command | None:
+
+def from_call(method: str, args: Sequence[Any], policy: str) -> Command | None:
     """The command for a call of OS method ``method`` with (unpacked) ``args``."""
-    from apt_ostree.daemon.variants import unpack_options
-
-    opts = unpack_options(args[TRANSACTION_METHODS[method]]) if method != "Cleanup" else {}
+    if method == "AutomaticUpdateTrigger":
+        return automatic(_unpack(args[0]), policy)
     if method == "UpdateDeployment":
-        return update_deployment(unpack_options(args[0]), opts)
-    if method == "Upgrade":
-        return upgrade(opts)
-    if method == "Rollback":
-        return rollback(opts)
-    if method == "RefreshMd":
-        return refresh_md(opts)
-    if method == "FinalizeDeployment":
-        return finalize(opts)
-    if method == "Deploy":
-        return deploy(args[0], opts)
-    if method == "Rebase":
-        return rebase(opts, args[1], args[2])
-    if method == "PkgChange":
-        return pkg_change(opts, args[1], args[2])
-    if method == "KernelArgs":
-        return kernel_args(args[0], args[1], args[2], args[3], opts, current_kargs)
-    if method == "Cleanup":
-        return cleanup(args[0])
-    return automatic(opts, policy)
+        return update_deployment(_unpack(args[0]), _unpack(args[1]))
+    return from_method(method, args)
+

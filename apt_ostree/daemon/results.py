@@ -43,6 +43,8 @@ def result_vardict(result: dict[str, Any]) -> dict[str, GLib.Variant]:
         out["packages-downgraded"] = GLib.Variant("a(sss)", _changes(diff["downgraded"]))
     if result.get("moved"):
         out["default-deployment"] = GLib.Variant("s", str(result["moved"]))
+    if result.get("finalized"):
+        out["finalized-deployment"] = GLib.Variant("s", str(result["finalized"]))
     if result.get("removed"):
         out["removed-deployments"] = GLib.Variant("as", [str(d) for d in result["removed"]])
     return out

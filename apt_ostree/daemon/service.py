@@ -45,10 +45,10 @@ from apt_ostree.dbus_names import (  # noqa: E402
     os_object_path,
 )
 from apt_ostree.errors import AptOstreeError  # noqa: E402
-from apt_ostree.verbs import TRANSACTION_METHODS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+TRANSACTION_METHODS = requests.transaction_methods()
 IDLE_CHECK_SECONDS = 1
 
 
@@ -316,12 +316,12 @@ class Daemon:
     def _os_method(self, osname: str, sender: str, method: str, args: tuple[Any, ...],
                    invocation: Gio.DBusMethodInvocation) -> None:
         address: Callable[[str], GLib.Variant] = lambda p: GLib.Variant("(s)", (p,))  # noqa: E731
-        if method in TRANSACTION_METHODS:
-            options = unpack_options(args[TRANSACTION_METHODS[method]]) if method != "Cleanup" else {}
-            current = lambda: self._sysroot().origin_deployment().kargs  # noqa: E731
+        position = TRANSACTION_METHODS.get(method)
+        if position is not None:
+            options = unpack_options(args[position]) if position >= 0 else {}
             policy = self.config.automatic_update_policy
             reply = address if method != "AutomaticUpdateTrigger" else lambda p: GLib.Variant("(bs)", (True, p))
-            self._submit(sender, invocation, lambda: requests.from_call(method, args, current, policy), options,
+            self._submit(sender, invocation, lambda: requests.from_call(method, args, policy), options,
                          reply)
         elif method == "Search":
             self._search(list(args[0]), invocation)

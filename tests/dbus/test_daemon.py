@@ -202,7 +202,7 @@ def test_progress_signals_in_order_and_busctl_upgrade_rollback(daemon_root: Daem
         _call(bus, "Upgrade", "(a{sv})", ({"no-such-option": GLib.Variant("b", True)},))
         raise AssertionError("an unknown option was accepted")
     except GLib.Error as e:
-        assert "unknown option 'no-such-option' for upgrade" in e.message
+        assert "unknown option 'no-such-option' for Upgrade" in e.message
     # busctl drives an upgrade (a new commit on the remote) and a rollback
     updates = root.parent / "updates"
     derive(updates, "test/os", "12.dbus-upgrade", {"usr/share/aot-upgrade/README": "x\n"}, root.parent)

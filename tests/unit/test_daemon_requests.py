@@ -12,23 +12,31 @@ from apt_ostree.errors import UsageError
 pytestmark = pytest.mark.unit
 
 
+def call(method: str, *args: object) -> requests.Command:
+    command = requests.from_call(method, args, "none")
+    assert command is not None
+    return command
+
+
 def test_methods_become_requests() -> None:
-    assert requests.upgrade({"reboot": True, "check": False}).op == ops.Upgrade(reboot=True)
-    assert requests.deploy("version=12.1", {"cache-only": True}).op == ops.Deploy("version=12.1", cache_only=True)
-    assert requests.rebase({}, "updates:os/next", ["htop"]).op == ops.Rebase("updates:os/next", install=("htop",))
-    assert requests.rebase({"preview": True}, "updates:os/next", []).op == ops.Rebase("updates:os/next", preview=True)
-    pkg = requests.pkg_change({"dry-run": True, "debconf": ["tzdata tzdata/Areas select Europe"]}, ["htop"], ["vim"])
+    assert call("Upgrade", {"reboot": True, "check": False}).op == ops.Upgrade(reboot=True)
+    assert call("Deploy", "version=12.1", {"cache-only": True}).op == ops.Deploy("version=12.1", cache_only=True)
+    assert call("Rebase", {}, "updates:os/next", ["htop"]).op == ops.Rebase("updates:os/next", install=("htop",))
+    assert call("Rebase", {"preview": True}, "updates:os/next", []).op == ops.Rebase("updates:os/next", preview=True)
+    pkg = call("PkgChange", {"dry-run": True, "debconf": ["tzdata tzdata/Areas select Europe"]}, ["htop"], ["vim"])
     assert pkg.op == ops.PackageChange(Request(install=("htop",), uninstall=("vim",),
                                                debconf=("tzdata tzdata/Areas select Europe",)), dry_run=True)
     assert pkg.action == "install-uninstall-packages" and pkg.title == "install htop"
-    assert requests.pkg_change({}, [], ["vim"]).op == ops.PackageChange(Request(uninstall=("vim",)))
-    assert requests.cleanup(["rollback-deploy", "base"]).op == ops.Cleanup(rollback=True, base=True)
-    assert requests.kernel_args("", ["quiet"], [], ["splash"], {"deploy-index": 1}, lambda: "").op == \
+    assert call("PkgChange", {}, [], ["vim"]).op == ops.PackageChange(Request(uninstall=("vim",)))
+    assert call("PkgChange", {}, [], ["vim"]).title == "uninstall vim"
+    assert call("Cleanup", ["rollback-deploy", "base"]).op == ops.Cleanup(rollback=True, base=True)
+    assert call("KernelArgs", "", ["quiet"], [], ["splash"], {"deploy-index": 1}).op == \
         ops.Kargs(append=("quiet",), delete=("splash",), deploy_index=1)
-    assert requests.finalize({"checksum": "abc"}).op == ops.FinalizeDeployment("abc")
-    assert requests.finalize({"allow-missing-checksum": True}).op == \
+    assert call("KernelArgs", "a b", ["quiet"], [], [], {}).op == ops.Kargs(append=("quiet",), existing="a b")
+    assert call("FinalizeDeployment", {"checksum": "abc"}).op == ops.FinalizeDeployment("abc")
+    assert call("FinalizeDeployment", {"allow-missing-checksum": True}).op == \
         ops.FinalizeDeployment(None, allow_missing_checksum=True)
-    assert requests.refresh_md({"force": True}).action == "repo-refresh"
+    assert call("RefreshMd", {"force": True}).action == "repo-refresh"
 
 
 def test_update_deployment_routes_by_modifiers() -> None:
@@ -52,16 +60,19 @@ def test_update_deployment_routes_by_modifiers() -> None:
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: requests.upgrade({"bogus": True}), "unknown option 'bogus' for upgrade"),
-    (lambda: requests.upgrade({"reboot": "yes"}), "option 'reboot' must be a boolean"),
-    (lambda: requests.rollback({"dry-run": True}), "unknown option 'dry-run' for rollback"),
-    (lambda: requests.pkg_change({}, [], []), "no packages to add or remove"),
-    (lambda: requests.pkg_change({}, ["--force-all"], []), "not a valid argument"),
+    (lambda: call("Upgrade", {"bogus": True}), "unknown option 'bogus' for Upgrade"),
+    (lambda: call("Upgrade", {"reboot": "yes"}), "option 'reboot' must be a boolean"),
+    (lambda: call("Rollback", {"dry-run": True}), "unknown option 'dry-run' for Rollback"),
+    (lambda: call("PkgChange", {}, [], []), "no packages to change"),
+    (lambda: call("PkgChange", {}, ["--force-all"], []), "not a valid argument"),
+    (lambda: call("Deploy", "", {}), "revision: '' is not a valid argument"),
+    (lambda: call("Upgrade", {"deploy-index": 1}), "unknown option 'deploy-index' for Upgrade"),
+    (lambda: call("KernelArgs", "", [], [], [], {"deploy-index": True}), "must be an integer"),
+    (lambda: call("Cleanup", []), "Cleanup: no elements given"),
     (lambda: requests.update_deployment({"set-refspec": "a", "set-revision": "b"}, {}), "not both"),
     (lambda: requests.update_deployment({"frobnicate": True}, {}), "unknown modifier 'frobnicate'"),
     (lambda: requests.update_deployment({"install-packages": "htop"}, {}), "must be a list of strings"),
-    (lambda: requests.cleanup(["everything"]), "unknown cleanup element 'everything'"),
-    (lambda: requests.kernel_args("a b", [], [], ["c"], {}, lambda: "a"), "changed since they were read"),
+    (lambda: call("Cleanup", ["everything"]), "unknown cleanup element 'everything'"),
     (lambda: requests.automatic({"mode": "sometimes"}, "none"), "unknown mode 'sometimes'"),
 ])
 def test_bad_requests_name_the_culprit(call: object, message: str) -> None:
@@ -76,5 +87,5 @@ def test_automatic_policy() -> None:
     apply = requests.automatic({"mode": "apply"}, "none")
     assert apply is not None and apply.op == ops.Upgrade(reboot=True) and apply.title == "automatic update (apply)"
     assert apply.with_title({}).title == "automatic update (apply)"
-    assert requests.upgrade({}).with_title({"initiating-command-line": "apt-ostree upgrade", "no-queue": True}) \
+    assert call("Upgrade", {}).with_title({"initiating-command-line": "apt-ostree upgrade", "no-queue": True}) \
         .no_queue
