@@ -13,7 +13,7 @@ This module is a leaf: cli/ and daemon/ import it; it imports nothing of apt_ost
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 # where an option travels in its D-Bus call
@@ -77,7 +77,7 @@ class Verb:
     aliases: tuple[str, ...] = ()
     unchanged: str = ""  # printed when nothing changed (exit 77 with --unchanged-exit-77)
     done: str = ""  # printed when it did its work, before the package diff and the new deployment
-    extra: tuple[tuple[str, str], ...] = field(default=())  # (field, kind) method arguments no flag sets
+    extra: tuple[tuple[str, str], ...] = ()  # (field, kind) method arguments no flag sets
 
     @property
     def name(self) -> str:
@@ -94,9 +94,12 @@ class Verb:
         o = self.opt(dest)
         return o.kind if o is not None else dict(self.extra)[dest]
 
+    def arg_signature(self, arg: str) -> str:
+        """The D-Bus type of the method argument ``arg`` (an entry of ``call``)."""
+        return {OPTIONS: "a{sv}", MODIFIERS: "a{sv}", ELEMENTS: "as"}.get(arg) or SIGNATURES[self.kind(arg)]
+
     def signature(self) -> str:
-        sig = {OPTIONS: "a{sv}", MODIFIERS: "a{sv}", ELEMENTS: "as"}
-        return "".join(sig.get(a) or SIGNATURES[self.kind(a)] for a in self.call)
+        return "".join(self.arg_signature(a) for a in self.call)
 
 
 def _o(names: str, help: str = "", **kw: Any) -> Opt:
@@ -233,10 +236,9 @@ ACTIONS = {
 DAEMON_OPTIONS = {"no-queue": bool, "initiating-command-line": str}
 AUTOMATIC_MODES = ("auto", "none", "check", "stage", "apply")
 # methods that start a transaction without a row: the automatic update timer's
-OTHER_TRANSACTION_METHODS = {"AutomaticUpdateTrigger": "upgrade"}
+OTHER_TRANSACTION_METHODS = ("AutomaticUpdateTrigger",)
 
 BY_PATH = {v.path: v for v in VERBS}
-MUTATING = tuple(dict.fromkeys(w for v in VERBS if v.changes for w in (v.name, *v.aliases)))
 
 
 def by_method(method: str) -> tuple[Verb, ...]:

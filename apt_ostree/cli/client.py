@@ -127,9 +127,9 @@ def _variant(kind: str, value: Any) -> Any:
 
 def _keyed(verb: Verb, op: ops.Op, into: str) -> dict[str, Any]:
     """The row's options that travel in the a{sv} ``into`` and are set in ``op``."""
-    values = {o.dbus_key: _variant(o.kind, ops.value(op, o.dest)) for o in verb.opts
-              if o.into == into and ops.value(op, o.dest) not in (None, False, "", ())}
-    values.update({key: _variant(type(v).__name__.replace("tuple", "list"), v)
+    set_ = {o: ops.value(op, o.dest) for o in verb.opts if o.into == into}
+    values = {o.dbus_key: _variant(o.kind, v) for o, v in set_.items() if v not in (None, False, "", ())}
+    values.update({key: _variant({bool: "bool", str: "str", int: "int"}[type(v)], v)
                    for where, key, v in verb.send if where == into})
     if into == OPTIONS:
         values["initiating-command-line"] = _variant("str", "apt-ostree " + " ".join(sys.argv[1:]))

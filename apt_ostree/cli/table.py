@@ -32,8 +32,7 @@ PREPARE: dict[str, Callable[[argparse.Namespace, ops.Op], ops.Op | int]] = {
 def _add(p: argparse.ArgumentParser, o: Opt) -> None:
     help_ = argparse.SUPPRESS if o.hidden else (o.help or None)
     if o.positional:
-        nargs = o.nargs if o.nargs is not None else None
-        p.add_argument(o.dest, nargs=nargs, metavar=o.metavar, help=help_)
+        p.add_argument(o.dest, nargs=o.nargs, metavar=o.metavar, help=help_)
         return
     kw: dict[str, Any] = {"dest": o.dest, "help": help_}
     if o.kind == "bool":

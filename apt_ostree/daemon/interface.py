@@ -12,7 +12,6 @@ from pathlib import Path
 
 from apt_ostree import verbs
 from apt_ostree.dbus_names import BUS_NAME
-from apt_ostree.verbs import ELEMENTS, MODIFIERS, OPTIONS
 
 TOP = Path(__file__).resolve().parents[2]
 XML = TOP / "data/org.projectatomic.aptostree1.xml"
@@ -28,8 +27,7 @@ def methods_xml() -> str:
         verb = verbs.by_method(method)[0]
         out.append(f'    <method name="{method}">\n')
         for arg in verb.call:
-            sig = {OPTIONS: "a{sv}", MODIFIERS: "a{sv}", ELEMENTS: "as"}.get(arg) or verbs.SIGNATURES[verb.kind(arg)]
-            out.append(f'      <arg name="{arg}" type="{sig}" direction="in"/>\n')
+            out.append(f'      <arg name="{arg}" type="{verb.arg_signature(arg)}" direction="in"/>\n')
         out.append('      <arg name="transaction_address" type="s" direction="out"/>\n    </method>\n')
     out.append(END)
     return "".join(out)

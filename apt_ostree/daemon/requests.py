@@ -62,6 +62,7 @@ def _fields(rows: Sequence[Verb], into: str, values: Mapping[str, Any], what: st
     known = _keyed(rows, into)
     fixed = {key for v in rows for where, key, _ in v.send if where == into}
     fields: dict[str, Any] = {}
+    noun = "option" if into == OPTIONS else "modifier"
     for key, value in values.items():
         if into == OPTIONS and key in DAEMON_OPTIONS:
             if not isinstance(value, DAEMON_OPTIONS[key]):
@@ -70,11 +71,9 @@ def _fields(rows: Sequence[Verb], into: str, values: Mapping[str, Any], what: st
         if key in fixed:
             continue
         if key not in known:
-            noun = "option" if into == OPTIONS else "modifier"
             raise UsageError(f"unknown {noun} {key!r} for {what}",
                              hint=f"{what} takes: {', '.join(sorted(known)) or 'no ' + noun + 's'}")
-        fields[known[key].dest] = _checked(value, known[key].kind, f"{'option' if into == OPTIONS else 'modifier'} "
-                                                                  f"{key!r}")
+        fields[known[key].dest] = _checked(value, known[key].kind, f"{noun} {key!r}")
     return fields
 
 

@@ -194,3 +194,20 @@ def test_kargs_more(sysroot: Path, tmp_path: Path) -> None:
     apt_ostree("kargs", "--sysroot", sysroot, "--import-proc-cmdline")
     host = [a for a in Path("/proc/cmdline").read_text().split() if not a.startswith(("BOOT_IMAGE=", "ostree="))]
     assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split() == host
+
+
+def test_kargs_existing_must_match(sysroot: Path) -> None:
+    """KernelArgs' ``existing`` (what a D-Bus client read): checked under the lock against the
+    arguments the change starts from; a stale one changes nothing."""
+    from apt_ostree.core import ops
+    from apt_ostree.core.execute import execute
+    from apt_ostree.errors import UsageError
+    from apt_ostree.progress import Progress
+
+    before = [d.id for d in Sysroot.open(sysroot).deployments()]
+    current = apt_ostree("kargs", "--sysroot", sysroot).stdout.strip()
+    with pytest.raises(UsageError, match="changed since they were read"):
+        execute(ops.Kargs(append=("stale=1",), existing=current + " gone"), sysroot, Progress())
+    assert [d.id for d in Sysroot.open(sysroot).deployments()] == before
+    execute(ops.Kargs(append=("fresh=1",), existing=current), sysroot, Progress())
+    assert apt_ostree("kargs", "--sysroot", sysroot).stdout.split()[-1] == "fresh=1"

@@ -112,3 +112,12 @@ def test_man_page_has_every_verb_and_only_real_options() -> None:
         assert name in VERBS, f"man page section for an unknown verb: {name!r}"
         accepted = set(surface.options(VERBS[name]))
         assert sorted(set(flags) - accepted) == [], f"man page synopsis of {name!r} names options it does not take"
+
+
+def test_man_synopses_are_rewritten_from_the_parser() -> None:
+    """make generated's man page step: the page is current, and a stale synopsis is made anew."""
+    parser = build_parser()
+    text = MAN.read_text()
+    assert surface.man(text, parser) == text
+    stale = text.replace(surface.synopsis("rollback", VERBS["rollback"]), ".SS rollback [\\-\\-gone]")
+    assert stale != text and surface.man(stale, parser) == text
