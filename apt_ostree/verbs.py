@@ -18,7 +18,7 @@ from typing import Any
 
 # where an option travels in its D-Bus call
 OPTIONS, MODIFIERS, ELEMENTS, ARG, CLI = "options", "modifiers", "elements", "arg", "cli"
-SIGNATURES = {"bool": "b", "list": "as", "int": "i", "str": "s"}
+SIGNATURES = {"bool": "b", "list": "as", "args": "as", "int": "i", "str": "s"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Opt:
 
     names: str
     help: str = ""
-    kind: str = "bool"  # bool | list | int | str
+    kind: str = "bool"  # bool | list | args (a list whose items may start with "-") | int | str
     into: str = OPTIONS
     key: str = ""  # its a{sv} key or element ("": the long name)
     field: str = ""  # the request field ("": the long name, - as _)
@@ -70,7 +70,7 @@ class Verb:
     help: str
     request: str  # its class in apt_ostree.core.ops
     opts: tuple[Opt, ...]
-    method: str = ""  # the apt-ostreed OS method that runs it ("": in-process only, changes nothing)
+    method: str = ""  # the apt-ostreed OS method that runs it ("": in-process only: search, usroverlay)
     action: str = ""  # its polkit action, without the org.projectatomic.aptostree1. prefix
     call: tuple[str, ...] = (OPTIONS,)  # the method's in-arguments: OPTIONS, MODIFIERS, ELEMENTS or a field
     send: tuple[tuple[str, str, Any], ...] = ()  # (into, key, value) every call of the verb carries
@@ -200,8 +200,31 @@ VERBS: tuple[Verb, ...] = (
         _o("-l --overlays", "remove only the layered packages", into=MODIFIERS, key="no-layering",
            field="reset_layers"),
         _o("-o --overrides", "remove only the overrides", into=MODIFIERS, key="no-overrides",
-           field="override_reset_all"), *_LAYER),
+           field="override_reset_all"),
+        _o("-i --initramfs", "stop regenerating the initramfs and tracking /etc files in it", into=MODIFIERS,
+           key="no-initramfs", field="reset_initramfs"), *_LAYER),
         **{**_OVERRIDE, "action": "install-uninstall-packages"}),
+    Verb("initramfs", "regenerate the initramfs on this system with its dracut (or show whether it is)", "Initramfs", (
+        _o("--enable", "regenerate it now and in every later deployment, with this system's /etc", into=ARG,
+           field="regenerate"),
+        _o("--disable", "the base's initramfs again", into=CLI),
+        _o("--arg", "a dracut argument (repeatable; with --enable), e.g. --arg=-I --arg=/etc/x.conf", kind="args",
+           into=ARG, field="args", metavar="ARG"), _LOCK, _EXIT77, _REBOOT),
+        method="SetInitramfsState", action="bootconfig", call=("regenerate", "args", OPTIONS),
+        unchanged="Initramfs regeneration is already {op.state}.", done="Initramfs regeneration is now: {op.state}"),
+    Verb("initramfs-etc", "carry files of /etc into the initramfs (an overlay initrd made at each deployment)",
+         "InitramfsEtc", (
+             _o("--track", "track FILE (below /etc)", kind="list", into=ARG, metavar="FILE"),
+             _o("--untrack", "stop tracking FILE", kind="list", into=ARG, metavar="FILE"),
+             _o("--untrack-all", "stop tracking every file", into=ARG, field="untrack_all"),
+             _o("--force-sync", "a new deployment with the tracked files as they are now", into=ARG,
+                field="force_sync"), _LOCK, _EXIT77, _REBOOT),
+         method="InitramfsEtc", action="bootconfig", call=("track", "untrack", "untrack_all", "force_sync", OPTIONS),
+         unchanged="No changes."),
+    Verb("usroverlay", "make /usr writable: an overlay lost at the reboot (libostree's unlock)", "Usroverlay", (
+        _o("--hotfix", "keep the changes across reboots (the deployment before them stays as the rollback)"),
+        _o("--transient", "the overlay read-only (writable only in a private mount namespace)")),
+        done="Unlocked: {result.unlocked}. {op.notice}"),
     Verb("refresh-md", "download the package lists layering uses", "RefreshMd", (
         _o("-f --force", "download even if the lists are current"),),
         method="RefreshMd", action="repo-refresh", done="Package lists updated."),

@@ -122,7 +122,7 @@ def get_property(bus: Any, path: str, iface: str, name: str) -> Any:
 def _variant(kind: str, value: Any) -> Any:
     from gi.repository import GLib
 
-    return GLib.Variant(verbs.SIGNATURES[kind], list(value) if kind == "list" else value)
+    return GLib.Variant(verbs.SIGNATURES[kind], list(value) if kind in ("list", "args") else value)
 
 
 def _keyed(verb: Verb, op: ops.Op, into: str) -> dict[str, Any]:
@@ -152,7 +152,8 @@ def build_call(verb: Verb, op: ops.Op, automatic: bool = False) -> tuple[str, st
             values.append([o.dbus_key for o in verb.opts if o.into == ELEMENTS and ops.value(op, o.dest)])
         else:
             value = ops.value(op, arg)
-            values.append(list(value) if verb.kind(arg) == "list" else value or "")
+            kind = verb.kind(arg)
+            values.append(list(value) if kind in ("list", "args") else value if kind == "bool" else value or "")
     return verb.method, f"({verb.signature()})", values
 
 

@@ -13,6 +13,7 @@ from apt_ostree.cli.common import out
 from apt_ostree.cli.render import run_op
 from apt_ostree.core import deploy, execute, ops
 from apt_ostree.core.sysroot import Sysroot
+from apt_ostree.errors import UsageError
 from apt_ostree.verbs import BY_PATH
 
 
@@ -66,3 +67,21 @@ def _edit(kargs: list[str]) -> list[str]:
     new = text.split()
     deploy.edit_kargs(new)  # validate
     return new
+
+
+def initramfs(args: argparse.Namespace, op: ops.Op) -> ops.Op | int:
+    """Neither --enable nor --disable: the state of the deployment changes build on."""
+    assert isinstance(op, ops.Initramfs)
+    if op.regenerate and args.disable:
+        raise UsageError("initramfs: --enable or --disable, not both")
+    if op.regenerate or args.disable:
+        return op
+    if op.args:
+        raise UsageError("initramfs: --arg needs --enable")
+    origin = _open(args).origin_deployment().origin
+    out(f"Initramfs regeneration: {'enabled' if origin and origin.regenerate_initramfs else 'disabled'}")
+    if origin and origin.initramfs_args:
+        out(f"Initramfs args: {' '.join(origin.initramfs_args)}")
+    if origin and origin.initramfs_etc:
+        out(f"Tracked in the initramfs (initramfs-etc): {' '.join(origin.initramfs_etc)}")
+    return 0

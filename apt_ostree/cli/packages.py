@@ -29,9 +29,10 @@ def override_reset(args: argparse.Namespace, op: ops.Op) -> ops.Op:
 
 
 def reset(args: argparse.Namespace, op: ops.Op) -> ops.Op:
-    """Without -l or -o: both (the pure base)."""
+    """Without -l, -o or -i: all three (the pure base)."""
     change = _change(op)
     r = change.request
-    if r.reset_layers or r.override_reset_all:
+    if r.reset_layers or r.override_reset_all or r.reset_initramfs:
         return op
-    return dataclasses.replace(change, request=dataclasses.replace(r, reset_layers=True, override_reset_all=True))
+    return dataclasses.replace(change, request=dataclasses.replace(r, reset_layers=True, override_reset_all=True,
+                                                                   reset_initramfs=True))

@@ -71,6 +71,12 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
             rows.append(("Staged", "yes" + (" (finalization locked)" if d["finalization-locked"] else "")))
         if d["pinned"]:
             rows.append(("Pinned", "yes"))
+        if d.get("unlocked", "none") != "none":
+            rows.append(("Unlocked", d["unlocked"]))
+        if d.get("regenerate-initramfs"):
+            rows.append(("Initramfs", " ".join(["regenerate", *d.get("initramfs-args", [])])))
+        if d.get("initramfs-etc"):
+            rows.append(("InitramfsEtc", " ".join(d["initramfs-etc"])))
         for key, title in LAYER_ROWS:
             values = d.get(key) or []
             if values:

@@ -26,6 +26,7 @@ from apt_ostree.verbs import CLI, Opt, Verb
 PREPARE: dict[str, Callable[[argparse.Namespace, ops.Op], ops.Op | int]] = {
     "upgrade": deployments.upgrade, "kargs": deployments.kargs, "uninstall": package_checks.uninstall,
     "override reset": package_checks.override_reset, "reset": package_checks.reset,
+    "initramfs": deployments.initramfs,
 }
 
 
@@ -37,7 +38,7 @@ def _add(p: argparse.ArgumentParser, o: Opt) -> None:
     kw: dict[str, Any] = {"dest": o.dest, "help": help_}
     if o.kind == "bool":
         kw["action"] = "store_true"
-    elif o.kind == "list":
+    elif o.kind in ("list", "args"):
         kw.update(action="append", default=[], metavar=o.metavar)
     else:
         kw.update(type=int if o.kind == "int" else str, metavar=o.metavar)

@@ -170,6 +170,8 @@ def _compose(treefile: Treefile, opts: ComposeOptions, progress: Progress, arch:
         if kver:
             meta["ostree.bootable"] = True
             meta["ostree.linux"] = kver
+            if treefile.initramfs_args:
+                meta[kernel.KEY_INITRAMFS_ARGS] = list(treefile.initramfs_args)
         progress.step(f"Committing {treefile.ref} to {opts.repo}")
         if repo is None:  # created only now, so that a failed compose leaves nothing behind
             repo = Repo.open_or_create(opts.repo, "bare")
@@ -273,6 +275,10 @@ def _install_package_guard(sandbox: Sandbox, root: Path, progress: Progress) -> 
             _in_tree(sandbox, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert",
                                f"/{rel}{guard.REAL_SUFFIX}", "--add", f"/{rel}"], progress, f"diverting /{rel}")
     guard.link_guards(root)
+    # the boot menu: apt-ostree's 15_apt-ostree (every initrd of an entry) instead of ostree's 15_ostree
+    ours, theirs = root / "etc/grub.d/15_apt-ostree", root / "etc/grub.d/15_ostree"
+    if ours.is_file() and theirs.is_file():
+        theirs.chmod(0o644)  # (grub-mkconfig runs only executable scripts: the admin's way to disable one)
 
 
 def _in_tree(sandbox: Sandbox, argv: list[str], progress: Progress, what: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apt_ostree import interrupt
-from apt_ostree.core import layering
+from apt_ostree.core import initramfs_etc, layering
 from apt_ostree.core.layer_keys import KEY_FINGERPRINT
 from apt_ostree.core.next_apt import apt_config_root
 from apt_ostree.core.origin import Origin
@@ -132,14 +132,17 @@ def build_target(sysroot: Sysroot, merge: Deployment, base: str, origin: Origin,
     if not origin.layered:
         return base, None
     repo = sysroot.repo()
-    state, _ = layering.state_dirs(sysroot.path, merge.osname)
-    root = apt_config_root(repo, merge, base, state / "work")
-    apt = layering.open_apt(sysroot.path, merge.osname, root, None if root == merge.path else
-                            f"the new base's /usr/etc/apt merged with /etc/apt of {merge.id}")
+    apt = None
+    if origin.packages_layered:
+        state, _ = layering.state_dirs(sysroot.path, merge.osname)
+        root = apt_config_root(repo, merge, base, state / "work")
+        apt = layering.open_apt(sysroot.path, merge.osname, root, None if root == merge.path else
+                                f"the new base's /usr/etc/apt merged with /etc/apt of {merge.id}")
     try:
         result = layering.build(repo, apt, base, origin, progress, cache_only=opts.cache_only,
                                 allow_inactive=opts.allow_inactive, dry_run=opts.dry_run,
-                                download_only=opts.download_only, reuse=_existing_layers(sysroot, repo))
+                                download_only=opts.download_only, reuse=_existing_layers(sysroot, repo),
+                                etc=merge.path / "etc")
     except UnknownPackage as e:
         if e.name not in {r.partition("=")[0] for r in layered_before}:
             raise
@@ -155,26 +158,35 @@ def deploy_new(sysroot: Sysroot, start: Start, checksum: str, origin: Origin, ka
     """Sysroot.deploy of ``checksum`` (replacing a staged deployment, whose changes ``origin``
     already holds), with the base commits of layered deployments protected from its prune."""
     repo = sysroot.repo()
+    # initramfs-etc: the tracked files as they are now in the /etc the new one is merged from
+    overlay = None
+    if origin.initramfs_etc:
+        kver = repo.commit(checksum).metadata.get("ostree.linux")
+        if not kver or not repo.is_file(checksum, f"usr/lib/modules/{kver}/initramfs.img"):
+            raise RepoError(f"initramfs-etc: commit {checksum[:12]} has no initramfs to overlay")
+        overlay = initramfs_etc.overlay_initrd(start.merge.path / "etc", origin.initramfs_etc)
     with interrupt.committing():
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
         deployment = sysroot.deploy(start.origin.osname, checksum, origin, start.kargs(kargs), start.merge,
-                                    lock_finalization)
+                                    lock_finalization, overlay_initrd=overlay)
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()])
     return deployment
 
 
 def redeploy(sysroot: Sysroot, start: Start, base: str, origin: Origin, progress: Progress, opts: LayerOptions, *,
-             version: str | None = None, layered_before: Sequence[str] = (), title: str | None = None) -> Change:
+             version: str | None = None, layered_before: Sequence[str] = (), title: str | None = None,
+             force: bool = False) -> Change:
     """The one way a change becomes a deployment: the commit for ``origin`` on ``base`` (layered
     when it has requests), its package diff against the deployment the change builds on, and the
-    new deployment. A dry run or a download gives the plan and the base's diff; nothing deployed."""
+    new deployment. A dry run or a download gives the plan and the base's diff; nothing deployed.
+    ``force``: a new deployment even when nothing changed (initramfs-etc --force-sync)."""
     repo = sysroot.repo()
     current = start.origin
     target, plan = build_target(sysroot, start.merge, base, origin, progress, opts, layered_before=layered_before)
     if target is None:
         return Change(True, base, current.checksum, version,
                       _package_diff(repo, layering.base_of(repo, current.checksum), base), plan=plan)
-    if origin == origin_of(current) and target == current.checksum:
+    if origin == origin_of(current) and target == current.checksum and not force:
         return Change(False, target, current.checksum, plan=plan)
     diff = _package_diff(repo, current.checksum, target)
     progress.step(f"{title} ({target[:12]})" if title else f"Deploying {target[:12]}")

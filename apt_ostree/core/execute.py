@@ -10,11 +10,13 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from apt_ostree.core import config, deploy, layering, packages
+from apt_ostree.core import config, deploy, initramfs, layering, packages
 from apt_ostree.core.ops import (
     Cleanup,
     Deploy,
     FinalizeDeployment,
+    Initramfs,
+    InitramfsEtc,
     Kargs,
     NewDeployment,
     Op,
@@ -25,6 +27,7 @@ from apt_ostree.core.ops import (
     Rollback,
     Search,
     Upgrade,
+    Usroverlay,
     automatic_mode,
 )
 from apt_ostree.core.origin import Origin
@@ -63,6 +66,10 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
         return _refresh(op, sysroot, progress)
     if isinstance(op, FinalizeDeployment):
         return _finalize(op, sysroot)
+    if isinstance(op, Usroverlay):  # (ostree admin unlock takes the sysroot's lock itself)
+        from apt_ostree.core import unlock
+
+        return Result(unlocked=unlock.usroverlay(sysroot, op, progress))
     with sysroot.locked():
         if isinstance(op, Upgrade):
             return _change(deploy.upgrade(
@@ -84,6 +91,10 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
             return Result(changed=bool(removed), removed=tuple(d.id for d in removed))
         if isinstance(op, Kargs):
             return _kargs(op, sysroot, progress)
+        if isinstance(op, Initramfs):
+            return _change(initramfs.set_state(sysroot, op, progress))
+        if isinstance(op, InitramfsEtc):
+            return _change(initramfs.etc(sysroot, op, progress))
         change = packages.change(sysroot, op.request, progress, deploy.LayerOptions(
             cache_only=op.cache_only, allow_inactive=op.allow_inactive, dry_run=op.dry_run,
             download_only=op.download_only, lock_finalization=op.lock_finalization))

@@ -110,33 +110,66 @@ def install_uefi(esp: Path, boot: Path, boot_uuid: str, workdir: Path) -> None:
 
 
 def parse_bls(text: str) -> dict[str, str]:
+    """A BLS entry's keys; several ``initrd`` lines (the initramfs, then libostree's overlay
+    initrds) become one value, in order: GRUB's ``initrd A B`` loads them one after the other."""
     entry: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition(" ")
-            entry[key] = value.strip()
+            if key == "initrd" and key in entry:
+                entry[key] += " " + value.strip()
+            else:
+                entry[key] = value.strip()
     return entry
 
 
-def menu(boot: Path, bootversion: int, boot_uuid: str) -> str:
-    """The GRUB menu for ``boot/loader.N/entries``: newest deployment first (the default)."""
-    entries = []
-    for conf in (boot / f"loader.{bootversion}" / "entries").glob("*.conf"):
-        entries.append(parse_bls(conf.read_text()))
-    entries.sort(key=lambda e: int(e.get("version", "0")), reverse=True)
+def entries(boot: Path, bootversion: int) -> list[dict[str, str]]:
+    """The BLS entries of ``boot/loader.N``, newest deployment first (the default), as libostree sorts them."""
+    found = [parse_bls(conf.read_text()) for conf in (boot / f"loader.{bootversion}" / "entries").glob("*.conf")]
+    found.sort(key=lambda e: int(e.get("version", "0")), reverse=True)
+    return found
+
+
+def menu_entries(found: list[dict[str, str]], prepare: str, device_id: str) -> str:
+    """GRUB menu entries (what ostree's grub2-generate writes, with every initrd of an entry);
+    ``prepare`` finds the boot file system (grub-mkconfig's prepare_grub_to_access_device)."""
     out = []
-    for i, e in enumerate(entries):
+    for i, e in enumerate(found):
         title = e.get("title", "Debian GNU/Linux").replace("'", "")
-        out.append(f"menuentry '{title}' --class gnu-linux --class os --unrestricted "
-                   f"'ostree-{i}-{boot_uuid}' {{")
-        out += ["load_video", "set gfxpayload=keep", "insmod gzio", "insmod part_msdos", "insmod part_gpt",
-                "insmod ext2", f"search --no-floppy --fs-uuid --set=root {boot_uuid}"]
+        out.append(f"menuentry '{title}' --class gnu-linux --class gnu --class os --unrestricted "
+                   f"'ostree-{i}-{device_id}' {{")
+        out += ["load_video", "set gfxpayload=keep", "insmod gzio", *prepare.strip("\n").splitlines()]
+        if "linux" not in e:
+            raise ComposeError(f"boot entry {i} ({title}) has no linux line")
         out.append(f"linux {e['linux']} {e.get('options', '')}".rstrip())
         if "initrd" in e:
             out.append(f"initrd {e['initrd']}")
+        if "devicetree" in e:
+            out.append(f"devicetree {e['devicetree']}")
         out.append("}")
     return "\n".join(out) + "\n"
+
+
+def menu(boot: Path, bootversion: int, boot_uuid: str) -> str:
+    """The GRUB menu for ``boot/loader.N/entries`` of a sysroot that is not booted (no grub-mkconfig)."""
+    prepare = "\n".join(["insmod part_msdos", "insmod part_gpt", "insmod ext2",
+                         f"search --no-floppy --fs-uuid --set=root {boot_uuid}"])
+    return menu_entries(entries(boot, bootversion), prepare, boot_uuid)
+
+
+def generate_main(boot: Path = Path("/boot")) -> int:
+    """/etc/grub.d/15_apt-ostree (data/15_apt-ostree): the menu entries on a booted system, run by
+    grub-mkconfig (libostree's grub2 backend, ostree-finalize-staged, update-grub), which exports
+    the boot device's id and GRUB commands to reach it, as ostree's 15_ostree does."""
+    device_id, prepare = os.environ.get("GRUB2_BOOT_DEVICE_ID"), os.environ.get("GRUB2_PREPARE_ROOT_CACHE")
+    if device_id is None or prepare is None:
+        print("15_apt-ostree: run by grub-mkconfig (GRUB2_BOOT_DEVICE_ID is not set)", file=sys.stderr)
+        return 1
+    version = os.environ.get("_OSTREE_GRUB2_BOOTVERSION")  # set by libostree; update-grub: the current one
+    bootversion = int(version) if version else int(os.readlink(boot / "loader").removeprefix("loader."))
+    sys.stdout.write(menu_entries(entries(boot, bootversion), prepare, device_id))
+    return 0
 
 
 def exec_main(argv: list[str]) -> int:
@@ -158,3 +191,7 @@ def write_exec_helper(path: Path) -> Path:
                     "from apt_ostree.core.grub import exec_main\nsys.exit(exec_main(sys.argv))\n")
     path.chmod(0o755)
     return path
+
+
+if __name__ == "__main__":
+    sys.exit(generate_main())

@@ -5,7 +5,8 @@ APT and dpkg would fail with "Read-only file system" or lock errors. Compose
 diverts /usr/bin/apt, /usr/bin/apt-get and /usr/bin/dpkg (``dpkg-divert
 --rename``) and installs a small shell guard in their place: on a booted OSTree
 system (``/run/ostree-booted``) it refuses the commands that change packages and
-names the apt-ostree command to use; everything else (queries, ``apt-get
+names the apt-ostree command to use — unless /usr is writable (``apt-ostree usroverlay``): then
+it lets them through with a warning that says when the change is lost; everything else (queries, ``apt-get
 update``, simulations, and every call inside build and layering sandboxes, which
 have no /run/ostree-booted) runs the real program.
 """
@@ -22,6 +23,8 @@ GUARD_SCRIPT = r"""#!/bin/sh
 # apt-ostree: apt, apt-get and dpkg on an image-based system (see apt-ostree(8)).
 name=${0##*/}
 real=/usr/bin/$name.apt-ostree-real
+usr=/usr
+state=/run/ostree/deployment-state
 if [ ! -e /run/ostree-booted ]; then
     exec "$real" "$@"
 fi
@@ -35,6 +38,15 @@ for a in "$@"; do
     esac
 done
 refuse() {
+    if [ -w "$usr" ]; then  # unlocked (apt-ostree usroverlay): the real program, with a warning
+        when="when another deployment boots (a hotfix overlay)"
+        for stamp in "$state"/*/unlocked-development "$state"/*/unlocked-transient; do
+            [ -e "$stamp" ] && when="at the next reboot"
+        done
+        echo "$name: warning: /usr is unlocked (apt-ostree usroverlay): this change is lost $when;" \
+            "to keep packages across updates: $1" >&2
+        return 0
+    fi
     echo "$name: this is an image-based system (apt-ostree): packages change by deploying a new image." >&2
     echo "$name: use: $1" >&2
     echo "$name: ('apt-ostree --help' lists the commands; changes apply after a reboot)" >&2

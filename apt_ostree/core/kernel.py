@@ -16,9 +16,11 @@ from pathlib import Path
 from apt_ostree.errors import ComposeError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run
-from apt_ostree.sandbox import Sandbox
+from apt_ostree.sandbox import Bind, Sandbox
 
 DRACUT_ARGS = ("--no-hostonly", "--reproducible", "--add", "ostree", "--compress", "zstd", "--force")
+# commit metadata: the treefile's initramfs-args, which a client-side regeneration starts from
+KEY_INITRAMFS_ARGS = "apt-ostree.initramfs-args"
 
 
 def find_kernel(root: Path) -> str | None:
@@ -56,15 +58,17 @@ def place_kernel(root: Path, kver: str) -> Path:
 
 
 def build_initramfs(root: Path, kver: str, extra_args: Sequence[str], progress: Progress,
-                    env: dict[str, str] | None = None) -> Path:
-    """Run the tree's own dracut in a sandbox; write /usr/lib/modules/$kver/initramfs.img."""
+                    env: dict[str, str] | None = None, etc: Path | None = None) -> Path:
+    """Run the tree's own dracut in a sandbox; write /usr/lib/modules/$kver/initramfs.img.
+    ``etc``: the /etc dracut sees (read-only; a client-side regeneration's: the system's own)."""
     if not (root / "usr/bin/dracut").exists():
         raise ComposeError("the tree has no dracut, which builds the initramfs",
                            hint="add dracut to packages (it replaces initramfs-tools)")
     if not (root / "usr/lib/dracut/modules.d/98ostree").is_dir():
         raise ComposeError("the tree has no dracut ostree module", hint="add ostree-boot to packages")
     out = f"/usr/lib/modules/{kver}/initramfs.img"
-    sandbox = Sandbox(rootfs=root, capabilities=("ALL",), host_sys=True, env=env or {})
+    binds = (Bind(etc, "/etc", readonly=True),) if etc is not None else ()
+    sandbox = Sandbox(rootfs=root, binds=binds, capabilities=("ALL",), host_sys=True, env=env or {})
     argv = ["dracut", *DRACUT_ARGS, *extra_args, out, kver]
     run(sandbox.argv(argv), progress=progress, what="dracut")
     # dracut may leave its tmp and a /var/tmp dir behind; the caller's /var pass handles /var.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gi.repository import GLib
 
-from apt_ostree.core import layout
+from apt_ostree.core import kernel, layout
 from apt_ostree.core.apt import Package, parse_dpkg_status
 from apt_ostree.core.layer_apt import LayerApt, LocalDeb
 from apt_ostree.core.layer_keys import (
@@ -137,24 +137,40 @@ def plan(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progres
     return apt.resolve(origin.requested, local, origin.override_remove, replace, allow_inactive=allow_inactive)
 
 
-def build(repo: Repo, apt: LayerApt, base: str, origin: Origin, progress: Progress, *,
+def build(repo: Repo, apt: LayerApt | None, base: str, origin: Origin, progress: Progress, *,
           cache_only: bool = False, allow_inactive: bool = False, dry_run: bool = False,
-          download_only: bool = False, reuse: Mapping[str, str] | None = None) -> LayerResult:
+          download_only: bool = False, reuse: Mapping[str, str] | None = None,
+          etc: Path | None = None) -> LayerResult:
     """Resolve, download and (unless ``dry_run``/``download_only``) commit the layered tree.
-    ``reuse`` maps fingerprints to existing layered commits: the same inputs give that commit."""
-    p = plan(repo, apt, base, origin, progress, cache_only=cache_only, allow_inactive=allow_inactive)
-    fingerprint = p.fingerprint(base, origin.debconf)
+    ``reuse`` maps fingerprints to existing layered commits: the same inputs give that commit
+    (never with a regenerated initramfs, whose input is also the system's /etc: ``etc``)."""
+    if origin.packages_layered:
+        assert apt is not None
+        p = plan(repo, apt, base, origin, progress, cache_only=cache_only, allow_inactive=allow_inactive)
+    else:  # only the initramfs is regenerated: no APT
+        p = Plan()
+    fingerprint = p.fingerprint(base, origin.debconf, initramfs_args(repo, base, origin))
     if dry_run:
         return LayerResult(p, fingerprint, None)
-    if reuse and fingerprint in reuse and not download_only:
+    if reuse and fingerprint in reuse and not download_only and not origin.regenerate_initramfs:
         return LayerResult(p, fingerprint, reuse[fingerprint])
-    apt.download(progress)
+    if apt is not None and origin.packages_layered:
+        apt.download(progress)
     if download_only:
         return LayerResult(p, fingerprint, None)
-    if p.empty:  # every request inactive: the base itself
+    if p.empty and not origin.regenerate_initramfs:  # every request inactive: the base itself
         return LayerResult(p, fingerprint, base)
-    checksum = _commit_layer(repo, apt, base, origin, p, fingerprint, progress)
+    checksum = _commit_layer(repo, apt, base, origin, p, fingerprint, progress, etc)
     return LayerResult(p, fingerprint, checksum)
+
+
+def initramfs_args(repo: Repo, base: str, origin: Origin) -> tuple[str, ...] | None:
+    """The dracut arguments of a client-side regeneration (None: no regeneration): the compose's
+    (the base's commit metadata), then the origin's (rpm-ostree's rule)."""
+    if not origin.regenerate_initramfs:
+        return None
+    composed = repo.commit(base).metadata.get(kernel.KEY_INITRAMFS_ARGS) or []
+    return (*(str(a) for a in composed), *origin.initramfs_args)
 
 
 # ---------------------------------------------------------------- the tree
@@ -237,12 +253,10 @@ exec {shlex.join(sandbox.argv(['dpkg']))} "$@"
     return path
 
 
-def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan, fingerprint: str,
-                  progress: Progress) -> str:
+def _commit_layer(repo: Repo, apt: LayerApt | None, base: str, origin: Origin, p: Plan, fingerprint: str,
+                  progress: Progress, etc: Path | None) -> str:
     progress.step("Checking out the base")
     lower = _lower(repo, base)
-    log = apt.work / "dpkg.log"
-    log.unlink(missing_ok=True)
     with _overlay(repo, lower) as (merged, upper):
         (merged / "etc").mkdir()  # the mount point of /usr/etc in the sandbox
         policy = merged / POLICY_RC_D
@@ -251,11 +265,17 @@ def _commit_layer(repo: Repo, apt: LayerApt, base: str, origin: Origin, p: Plan,
         _create_var(merged, progress)
         if origin.debconf:
             _preseed(merged, origin.debconf, progress)
-        progress.step(f"Installing {len(p.install) + len(p.replace)} packages"
-                      + (f", removing {len(p.remove)}" if p.remove else ""))
-        wrapper = _dpkg_wrapper(apt.work / "dpkg-in-sandbox", merged, apt, log)
-        apt.install(wrapper, log, progress)
+        if apt is not None and not p.empty:
+            log = apt.work / "dpkg.log"
+            log.unlink(missing_ok=True)
+            progress.step(f"Installing {len(p.install) + len(p.replace)} packages"
+                          + (f", removing {len(p.remove)}" if p.remove else ""))
+            wrapper = _dpkg_wrapper(apt.work / "dpkg-in-sandbox", merged, apt, log)
+            apt.install(wrapper, log, progress)
         policy.unlink()
+        args = initramfs_args(repo, base, origin)
+        if args is not None:
+            _regenerate_initramfs(merged, args, etc, progress)
         try:
             (merged / "etc").rmdir()
         except OSError as e:
@@ -285,6 +305,20 @@ def _commit(repo: Repo, base: str, origin: Origin, p: Plan, fingerprint: str, pa
     variants[KEY_REPLACED] = GLib.Variant("a(ssss)", [(n, old, x.version, x.arch) for n, old, x in p.replace])
     return commit_delta(repo, base, upper, metadata=variants, timestamp=int(time.time()),
                              subject=f"apt-ostree layer on {base[:12]}")
+
+
+def _regenerate_initramfs(merged: Path, args: Sequence[str], etc: Path | None, progress: Progress) -> None:
+    """initramfs --enable: the tree's dracut, with the system's /etc (``etc``; the tree's own without)."""
+    kver = kernel.find_kernel(merged)
+    if kver is None:
+        raise LayeringError("initramfs: the deployment has no kernel in /usr/lib/modules")
+    progress.step(f"Generating the initramfs for {kver}")
+    try:
+        kernel.build_initramfs(merged, kver, args, progress, etc=etc if etc is not None else merged / "usr/etc")
+    except ComposeError as e:
+        raise LayeringError(f"initramfs: {e.message}", hint=e.hint) from None
+    except CommandError as e:
+        raise LayeringError(f"initramfs: dracut failed: {e.message}", hint=e.hint) from None
 
 
 def _preseed(merged: Path, answers: Sequence[str], progress: Progress) -> None:

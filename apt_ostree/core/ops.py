@@ -35,6 +35,7 @@ class Request:
     override_reset: tuple[str, ...] = ()
     override_reset_all: bool = False
     reset_layers: bool = False
+    reset_initramfs: bool = False  # reset -i: no regeneration, no tracked /etc files
     idempotent: bool = False
     debconf: tuple[str, ...] = ()  # debconf-set-selections lines
 
@@ -145,8 +146,76 @@ class PackageChange:
                             (r.override_replace, "package"), (r.override_reset, "package")):
             _arguments(items, what)
         if not (r.install or r.uninstall or r.uninstall_all or r.override_remove or r.override_replace
-                or r.override_reset or r.override_reset_all or r.reset_layers):
+                or r.override_reset or r.override_reset_all or r.reset_layers or r.reset_initramfs):
             raise UsageError("no packages to change")
+
+
+@dataclass(frozen=True)
+class Initramfs:
+    """initramfs --enable/--disable: dracut on the client, in every deployment made while enabled."""
+
+    regenerate: bool = False
+    args: tuple[str, ...] = ()  # dracut arguments after the base's
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+
+    @property
+    def state(self) -> str:
+        return "enabled" if self.regenerate else "disabled"
+
+    def validate(self) -> None:
+        from apt_ostree.core.origin import check_initramfs_arg
+
+        if self.args and not self.regenerate:
+            raise UsageError("initramfs: --arg needs --enable")
+        for arg in self.args:
+            check_initramfs_arg(arg)
+
+
+@dataclass(frozen=True)
+class InitramfsEtc:
+    """initramfs-etc: files of /etc carried into the initramfs by an overlay initrd."""
+
+    track: tuple[str, ...] = ()
+    untrack: tuple[str, ...] = ()
+    untrack_all: bool = False
+    force_sync: bool = False
+    lock_finalization: bool = False
+    reboot: bool = False
+    unchanged_exit_77: bool = False
+
+    def validate(self) -> None:
+        from apt_ostree.core.origin import check_etc_path
+
+        if not (self.track or self.untrack or self.untrack_all or self.force_sync):
+            raise UsageError("initramfs-etc: give --track, --untrack, --untrack-all or --force-sync")
+        for path in (*self.track, *self.untrack):
+            check_etc_path(path)
+
+
+@dataclass(frozen=True)
+class Usroverlay:
+    """usroverlay: libostree's unlock of the booted /usr (a writable overlay)."""
+
+    hotfix: bool = False
+    transient: bool = False
+
+    @property
+    def mode(self) -> str:
+        return "hotfix" if self.hotfix else "transient" if self.transient else "development"
+
+    @property
+    def notice(self) -> str:
+        return {"development": "A writable overlay is mounted on /usr; its changes are lost at the reboot.",
+                "hotfix": "A writable overlay is mounted on /usr; its changes stay across reboots of this "
+                          "deployment (the rollback deployment has none).",
+                "transient": "/usr has a read-only overlay: remount it read-write in a private mount namespace "
+                             "(unshare -m) to change it."}[self.mode]
+
+    def validate(self) -> None:
+        if self.hotfix and self.transient:
+            raise UsageError("usroverlay: --hotfix or --transient, not both")
 
 
 @dataclass(frozen=True)
@@ -180,9 +249,10 @@ class Search:
             raise UsageError("search: no query")
 
 
-Op = Upgrade | Deploy | Rebase | Rollback | Cleanup | Kargs | PackageChange | RefreshMd | FinalizeDeployment | Search
-OPS: tuple[type, ...] = (Upgrade, Deploy, Rebase, Rollback, Cleanup, Kargs, PackageChange, RefreshMd,
-                         FinalizeDeployment, Search)
+Op = (Upgrade | Deploy | Rebase | Rollback | Cleanup | Kargs | PackageChange | Initramfs | InitramfsEtc | Usroverlay
+      | RefreshMd | FinalizeDeployment | Search)
+OPS: tuple[type, ...] = (Upgrade, Deploy, Rebase, Rollback, Cleanup, Kargs, PackageChange, Initramfs, InitramfsEtc,
+                         Usroverlay, RefreshMd, FinalizeDeployment, Search)
 
 
 @dataclass(frozen=True)
@@ -208,6 +278,7 @@ class Result:
     finalized: str = ""  # finalize-deployment: the staged deployment unlocked
     removed: tuple[str, ...] = ()  # cleanup: the deployments removed
     found: tuple[tuple[str, str, str], ...] = ()  # search: (name, version, summary)
+    unlocked: str = ""  # usroverlay: the booted deployment's unlock state now
 
 
 def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:

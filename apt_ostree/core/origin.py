@@ -11,6 +11,12 @@ keys, so tools that read rpm-ostree origins understand ours:
                 replace-local=SHA256:NAME;
     [debconf]   selections=tzdata tzdata/Areas select Europe;   (apt-ostree's own: answers
                 replayed with debconf-set-selections before the maintainer scripts run)
+    [rpmostree] regenerate-initramfs=true     (dracut runs on the client, in the layered commit)
+                initramfs-args=-I;/etc/x.conf;
+                initramfs-etc=/etc/crypttab;  (an overlay initrd of these files, made at each deploy)
+
+libostree's ``[origin] unlocked=hotfix`` is kept on the deployment it belongs to and dropped
+from the origin of every new deployment (:meth:`Origin.for_new_deployment`).
 
 An :class:`Origin` is the client-side half of a treefile: the base is a commit
 instead of a package list, and ``requested`` is the treefile's ``packages``.
@@ -19,6 +25,7 @@ Names are validated with the treefile's rules before anything is changed.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -32,7 +39,9 @@ LOCAL_RE = re.compile(r"^[0-9a-f]{64}:[a-z0-9][a-z0-9+.-]+$")
 # Keys of other groups are kept as they are (e.g. libostree's [origin] unlocked).
 OWN_KEYS = {("origin", "refspec"), ("origin", "baserefspec"), ("packages", "requested"),
             ("packages", "requested-local"), ("overrides", "remove"), ("overrides", "replace-local"),
-            ("debconf", "selections")}
+            ("debconf", "selections"), ("rpmostree", "regenerate-initramfs"), ("rpmostree", "initramfs-args"),
+            ("rpmostree", "initramfs-etc")}
+UNLOCKED_KEY = ("origin", "unlocked")
 DEBCONF_TYPES = ("string", "password", "boolean", "select", "multiselect", "note", "text", "title", "error")
 
 
@@ -49,6 +58,21 @@ def check_debconf(line: str) -> str:
         raise UsageError(f"not a debconf answer: {line!r}",
                          hint="expected 'OWNER QUESTION TYPE VALUE', e.g. 'tzdata tzdata/Areas select Europe'")
     return " ".join(fields)
+
+
+def check_initramfs_arg(arg: str) -> str:
+    """One dracut argument (``-I``, ``/etc/x.conf``, ``--add=crypt``): no whitespace, nothing unprintable."""
+    if not arg or not arg.isprintable() or any(c.isspace() for c in arg) or ";" in arg:
+        raise UsageError(f"not a dracut argument: {arg!r}", hint="one argument per --arg, e.g. --arg=-I --arg=/etc/x")
+    return arg
+
+
+def check_etc_path(path: str) -> str:
+    """A file tracked into the initramfs: an absolute, canonical path below /etc."""
+    if (not path.startswith("/etc/") or posixpath.normpath(path) != path or not path.isprintable()
+            or ";" in path):
+        raise UsageError(f"not a canonical path below /etc: {path!r}", hint="initramfs-etc tracks files in /etc only")
+    return path
 
 
 def _uniq(items: Iterable[str]) -> tuple[str, ...]:
@@ -81,6 +105,9 @@ class Origin:
     override_remove: tuple[str, ...] = ()
     override_replace_local: tuple[LocalPackage, ...] = ()
     debconf: tuple[str, ...] = ()
+    regenerate_initramfs: bool = False
+    initramfs_args: tuple[str, ...] = ()  # dracut arguments after the base's (with regenerate_initramfs)
+    initramfs_etc: tuple[str, ...] = ()  # tracked /etc files: an overlay initrd
     extra: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)  # (group, key, value) kept verbatim
 
     def __post_init__(self) -> None:
@@ -88,11 +115,30 @@ class Origin:
             check_package_name(name)
         for line in self.debconf:
             check_debconf(line)
+        for arg in self.initramfs_args:
+            check_initramfs_arg(arg)
+        for path in self.initramfs_etc:
+            check_etc_path(path)
 
     @property
     def layered(self) -> bool:
         """Does the deployment need a client-side commit (anything beyond the base)?"""
+        return bool(self.requested or self.requested_local or self.override_remove or self.override_replace_local
+                    or self.regenerate_initramfs)
+
+    @property
+    def packages_layered(self) -> bool:
+        """Packages change (APT resolves), beyond a regenerated initramfs."""
         return bool(self.requested or self.requested_local or self.override_remove or self.override_replace_local)
+
+    @property
+    def unlocked(self) -> str | None:
+        """libostree's ``[origin] unlocked`` (hotfix), if set."""
+        return next((v for g, k, v in self.extra if (g, k) == UNLOCKED_KEY), None)
+
+    def for_new_deployment(self) -> Origin:
+        """The origin a new deployment gets: without libostree's unlock state of this one."""
+        return replace(self, extra=tuple(e for e in self.extra if (e[0], e[1]) != UNLOCKED_KEY))
 
     @property
     def requested_names(self) -> tuple[str, ...]:
@@ -138,6 +184,7 @@ class Origin:
             debconf = [str(x) for x in keyfile.get_string_list("debconf", "selections")]
         except GLib.Error:
             debconf = []
+        regenerate = get("rpmostree", "regenerate-initramfs") == "true"
         extra = []
         for group in keyfile.get_groups()[0]:
             for key in keyfile.get_keys(group)[0]:
@@ -150,7 +197,9 @@ class Origin:
                        override_remove=_uniq(get_list("overrides", "remove")),
                        override_replace_local=tuple(LocalPackage.parse(v)
                                                     for v in get_list("overrides", "replace-local")),
-                       debconf=tuple(debconf), extra=tuple(extra))
+                       debconf=tuple(debconf), regenerate_initramfs=regenerate,
+                       initramfs_args=tuple(get_list("rpmostree", "initramfs-args")),
+                       initramfs_etc=_uniq(get_list("rpmostree", "initramfs-etc")), extra=tuple(extra))
         except UsageError as e:
             raise UsageError(f"invalid origin file: {e.message}", hint=e.hint) from None
 
@@ -171,6 +220,10 @@ class Origin:
         put("overrides", "replace-local", self.override_replace_local)
         if self.debconf:
             kf.set_string_list("debconf", "selections", list(self.debconf))
+        if self.regenerate_initramfs:
+            kf.set_string("rpmostree", "regenerate-initramfs", "true")
+            put("rpmostree", "initramfs-args", self.initramfs_args)
+        put("rpmostree", "initramfs-etc", self.initramfs_etc)
         return kf
 
     def to_text(self) -> str:

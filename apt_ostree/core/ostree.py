@@ -29,6 +29,11 @@ MODES = {
 }
 
 
+def libostree_at_least(year: int, release: int) -> bool:
+    """The host's libostree is version YEAR.RELEASE or newer."""
+    return bool(OSTree.check_version(year, release))
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     checksum: str
@@ -154,6 +159,10 @@ class Repo:
             size -= len(chunk)
         stream.close(None)
         return b"".join(chunks)
+
+    def is_file(self, rev: str, path: str) -> bool:
+        """A regular file at ``path`` in the commit."""
+        return bool(self._type(self._root(rev).resolve_relative_path(path.lstrip("/"))) == Gio.FileType.REGULAR)
 
     def read_file(self, rev: str, path: str, follow_symlinks: bool = False) -> bytes | None:
         """The content of a regular file in a commit; None if it is absent or not a regular file.

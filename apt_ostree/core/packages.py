@@ -8,6 +8,7 @@ the whole request set (:func:`apt_ostree.core.deploy.build_target`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from apt_ostree.core import config, layering
@@ -90,6 +91,8 @@ def new_origin(current: Deployment, base_names: set[str], req: Request) -> tuple
     changed = origin.with_changes(install=install, uninstall=uninstall, install_local=install_local,
                                   remove=req.override_remove, reset=reset, replace_local=replace,
                                   debconf=req.debconf)
+    if req.reset_initramfs:
+        changed = dataclasses.replace(changed, regenerate_initramfs=False, initramfs_args=(), initramfs_etc=())
     return changed, files
 
 

@@ -37,11 +37,14 @@ class Plan:
     def empty(self) -> bool:
         return not (self.install or self.replace or self.remove)
 
-    def fingerprint(self, base: str, debconf: Sequence[str] = ()) -> str:
-        """Same base + same resolved packages (+ same debconf answers) = same layered tree."""
+    def fingerprint(self, base: str, debconf: Sequence[str] = (), initramfs: Sequence[str] | None = None) -> str:
+        """Same base + same resolved packages (+ same debconf answers, same initramfs arguments)
+        = same layered tree."""
         h = hashlib.sha256(base.encode())
         for line in debconf:
             h.update(f"?{line}\n".encode())
+        if initramfs is not None:
+            h.update(f"!initramfs {' '.join(initramfs)}\n".encode())
         for p in self.install:
             h.update(f"+{p}\n".encode())
         for name, old, p in self.replace:

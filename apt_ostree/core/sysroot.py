@@ -9,6 +9,7 @@ otherwise they are written directly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from apt_ostree.errors import RepoError, UsageError  # noqa: E402
 from apt_ostree.run import run  # noqa: E402
 
 STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by every ostree-finalize-staged
+STAGED = Path("/run/ostree/staged-deployment")  # libostree's state of the staged deployment (a{sv})
+OVERLAYS_DIR = "ostree/initramfs-overlays"  # below /boot: overlay initrds by sha256, shared by deployments
 # libostree >= 2023.8 (Debian 13's 2025.2) keeps the lock in the staged deployment's own state too, with
 # an API to change it; its `ostree admin status` and lock-finalization see only that state.
 CHANGE_FINALIZATION = hasattr(OSTree.Sysroot, "change_finalization")
@@ -232,9 +235,11 @@ class Sysroot:
                 yield
 
     def deploy(self, osname: str, checksum: str, origin_: Origin, kargs: Sequence[str] | None,
-               merge: Deployment | None, lock_finalization: bool = False) -> Deployment:
-        """A new deployment of ``checksum`` with ``origin_``; staged when booted, else written first."""
-        origin = origin_.to_keyfile()
+               merge: Deployment | None, lock_finalization: bool = False,
+               overlay_initrd: bytes | None = None) -> Deployment:
+        """A new deployment of ``checksum`` with ``origin_``; staged when booted, else written first.
+        ``overlay_initrd``: a cpio its boot entry loads after the initramfs (initramfs-etc)."""
+        origin = origin_.for_new_deployment().to_keyfile()
         raw_merge = merge.raw if merge is not None else None
         argv = list(kargs) if kargs is not None else None
         before = {d.id for d in self.deployments()}
@@ -243,8 +248,15 @@ class Sysroot:
                 if self.is_booted:
                     # (stage_tree_with_options' char** option field cannot be set from Python)
                     _, new = self._sysroot.stage_tree(osname, checksum, origin, raw_merge, argv, None)
+                    if overlay_initrd is not None:
+                        self._stage_overlay(overlay_initrd)
                 else:
                     _, new = self._sysroot.deploy_tree(osname, checksum, origin, raw_merge, argv, None)
+                    if overlay_initrd is not None:
+                        # (libostree asserts a primary initrd first; writing the entry sets the real one)
+                        bootconfig = new.get_bootconfig()
+                        bootconfig.set("initrd", "/initramfs-written-by-libostree")
+                        bootconfig.set_overlay_initrds([self._install_overlay(overlay_initrd)])
                     # NO_CLEAN, then clean only if the write dropped a deployment: with none dropped
                     # nothing became unreferenced, and libostree's prune (a walk of every deployed
                     # tree, seconds on a large base) would find nothing to delete.
@@ -258,6 +270,63 @@ class Sysroot:
         if not self.is_booted and not before <= {d.id for d in self.deployments()}:
             self.cleanup()
         return next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
+
+    def _stage_overlay(self, data: bytes) -> None:
+        """The overlay initrd of the deployment just staged. stage_tree_with_options' overlay_initrds
+        (a char** field) cannot be set from Python (TypeError, on 2022.7 and 2025.2), so the staged
+        state gets it the way stage_tree_with_options writes it: libostree's own copy in
+        /run/ostree/staged-initrds/SHA256 (stage_overlay_initrd) and the key ``overlay-initrds`` of
+        /run/ostree/staged-deployment, which finalization reads."""
+        try:
+            with tempfile.TemporaryFile() as f:
+                f.write(data)
+                f.flush()
+                f.seek(0)
+                _, sha = self._sysroot.stage_overlay_initrd(f.fileno(), None)
+            state = GLib.Variant.new_from_bytes(GLib.VariantType.new("a{sv}"), GLib.Bytes.new(STAGED.read_bytes()),
+                                                False)
+            entries = {}
+            for i in range(state.n_children()):
+                entry = state.get_child_value(i)
+                entries[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
+            entries["overlay-initrds"] = GLib.Variant("as", [sha])
+            tmp = STAGED.with_name(STAGED.name + ".apt-ostree")
+            tmp.write_bytes(GLib.Variant("a{sv}", entries).get_data_as_bytes().get_data())
+            tmp.rename(STAGED)
+        except (GLib.Error, OSError) as e:
+            self.load()  # without its overlay initrd the staged deployment would boot without the files: drop it
+            self.write_order([d for d in self.deployments() if not d.staged])
+            raise RepoError(f"cannot stage the overlay initrd: {_message(e)}") from None
+        self.load()
+
+    def _install_overlay(self, data: bytes) -> str:
+        """The overlay initrd in /boot (as deploy_tree_with_options would put it; cleanup deletes it
+        when no boot entry names it); its path in a boot entry."""
+        sha = hashlib.sha256(data).hexdigest()
+        directory = self.path / "boot" / OVERLAYS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{sha}.img"
+        if not target.is_file():
+            tmp = directory / f".{sha}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.rename(target)
+        return f"/{OVERLAYS_DIR}/{sha}.img"
+
+    def overlay_initrds(self, d: Deployment) -> tuple[str, ...]:
+        """The overlay initrds of ``d``'s boot entry (a staged deployment's: libostree's staged state)."""
+        if d.staged:
+            try:
+                state = GLib.Variant.new_from_bytes(GLib.VariantType.new("a{sv}"),
+                                                    GLib.Bytes.new(STAGED.read_bytes()), False)
+            except OSError:
+                return ()
+            value = state.lookup_value("overlay-initrds", GLib.VariantType.new("as"))
+            return tuple(f"/{OVERLAYS_DIR}/{sha}.img" for sha in (value.unpack() if value is not None else []))
+        bootconfig = d.raw.get_bootconfig()
+        return tuple(bootconfig.get_overlay_initrds() or ()) if bootconfig is not None else ()
 
     def _lock_staged(self) -> None:
         # (stage_tree_with_options' locked option is unreachable from Python: see deploy)

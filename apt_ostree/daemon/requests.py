@@ -34,23 +34,25 @@ class Command:
 
 
 _TYPES: dict[str, tuple[type, str]] = {"bool": (bool, "a boolean (b)"), "list": (list, "a list of strings (as)"),
+                                       "args": (list, "a list of strings (as)"),
                                        "int": (int, "an integer (i)"), "str": (str, "a string (s)")}
 
 
 def _checked(value: Any, kind: str, what: str) -> Any:
-    """``value`` if it is a ``kind``: lists hold strings that are no option, ints are no booleans."""
+    """``value`` if it is a ``kind``: lists hold strings that are no option (``args``: may be), ints are
+    no booleans."""
     python, name = _TYPES[kind]
     if isinstance(value, tuple):
         value = list(value)
     if not isinstance(value, python) or (kind == "int" and isinstance(value, bool)):
         raise UsageError(f"{what} must be {name}")
     items: list[Any] = value if isinstance(value, list) else [value] if kind == "str" else []
-    if kind == "list" and not all(isinstance(v, str) for v in items):
+    if kind in ("list", "args") and not all(isinstance(v, str) for v in items):
         raise UsageError(f"{what} must be {name}")
     for item in items:
-        if not item or item.startswith("-"):
+        if not item or (item.startswith("-") and kind != "args"):
             raise UsageError(f"{what}: {item!r} is not a valid argument")
-    return tuple(items) if kind == "list" else value
+    return tuple(items) if kind in ("list", "args") else value
 
 
 def _keyed(rows: Iterable[Verb], into: str) -> dict[str, Opt]:
@@ -186,8 +188,8 @@ def _override_row(modifiers: Mapping[str, Any]) -> Verb:
     kinds = {v.path for v in verbs.by_method("UpdateDeployment")
              for o in v.opts if o.into == MODIFIERS and o.dbus_key in modifiers}
     if "reset" in kinds:
-        if set(modifiers) - {"no-layering", "no-overrides"}:
-            raise UsageError("no-layering/no-overrides do not combine with other modifiers")
+        if set(modifiers) - {"no-layering", "no-overrides", "no-initramfs"}:
+            raise UsageError("no-layering/no-overrides/no-initramfs do not combine with other modifiers")
         return verbs.BY_PATH["reset"]
     if "override reset" in kinds:
         if set(modifiers) - {"override-reset-packages", "override-reset-all"}:

@@ -13,15 +13,22 @@ from apt_ostree.core.guard import GUARD_SCRIPT
 pytestmark = pytest.mark.unit
 
 
-def guarded(tmp_path: Path, booted: bool) -> Path:
+def guarded(tmp_path: Path, booted: bool, unlocked: str = "") -> Path:
     """A fake root: usr/bin/{apt,dpkg} -> the guard; the "real" programs echo their arguments.
-    The guard's absolute paths are redirected into the fake root."""
+    The guard's absolute paths are redirected into the fake root; its /usr is read-only (a path
+    that does not exist) unless ``unlocked`` (development, hotfix: writable)."""
     bindir = tmp_path / "usr/bin"
     bindir.mkdir(parents=True)
     flag = tmp_path / "ostree-booted"
     if booted:
         flag.write_text("")
-    script = GUARD_SCRIPT.replace("/usr/bin/", f"{bindir}/").replace("/run/ostree-booted", str(flag))
+    state = tmp_path / "deployment-state"
+    if unlocked == "development":
+        (state / "abc.0").mkdir(parents=True)
+        (state / "abc.0/unlocked-development").touch()
+    usr = tmp_path / "usr" if unlocked else tmp_path / "read-only-usr"
+    script = (GUARD_SCRIPT.replace("/usr/bin/", f"{bindir}/").replace("/run/ostree-booted", str(flag))
+              .replace("usr=/usr\n", f"usr={usr}\n").replace("state=/run/ostree/deployment-state", f"state={state}"))
     for name in ("apt", "apt-get", "dpkg"):
         (bindir / name).write_text(script)
         (bindir / name).chmod(0o755)
@@ -59,3 +66,13 @@ def test_queries_pass_when_booted(tmp_path: Path, argv: tuple[str, ...]) -> None
 def test_everything_passes_when_not_booted(tmp_path: Path) -> None:
     proc = call(guarded(tmp_path, booted=False), "dpkg", "-i", "x.deb")
     assert proc.returncode == 0 and proc.stdout == "real-dpkg -i x.deb\n"
+
+
+@pytest.mark.parametrize(("unlocked", "when"), [("development", "at the next reboot"),
+                                                ("hotfix", "another deployment")])
+def test_unlocked_usr_lets_changes_through_with_a_warning(tmp_path: Path, unlocked: str, when: str) -> None:
+    bindir = guarded(tmp_path, booted=True, unlocked=unlocked)
+    for argv in (("dpkg", "-i", "./x.deb"), ("apt-get", "install", "-y", "nano")):
+        r = call(bindir, *argv)
+        assert r.returncode == 0 and r.stdout.startswith(f"real-{argv[0]} "), r
+        assert "/usr is unlocked" in r.stderr and when in r.stderr, r.stderr
