@@ -57,3 +57,25 @@ def test_changes() -> None:
 def test_invalid_origin(text: str) -> None:
     with pytest.raises(UsageError, match="invalid origin file"):
         load(text)
+
+
+def test_initramfs_keys_are_rpm_ostrees() -> None:
+    o = load("[origin]\nrefspec=r:x\nunlocked=hotfix\n[rpmostree]\nregenerate-initramfs=true\n"
+             "initramfs-args=-I;/etc/foobar.conf;\ninitramfs-etc=/etc/cmdline.d/foobar.conf;\n")
+    assert o.regenerate_initramfs and o.initramfs_args == ("-I", "/etc/foobar.conf")
+    assert o.initramfs_etc == ("/etc/cmdline.d/foobar.conf",) and o.layered and not o.packages_layered
+    text = o.to_text()
+    assert "regenerate-initramfs=true" in text and "initramfs-args=-I;/etc/foobar.conf;" in text
+    assert "baserefspec=r:x" in text and load(text) == o
+    # libostree's hotfix state belongs to the deployment it was made on, never to a new one
+    assert o.unlocked == "hotfix" and "unlocked" in text
+    assert "unlocked" not in o.for_new_deployment().to_text() and o.for_new_deployment() == o
+    tracked_only = Origin("r:x", initramfs_etc=("/etc/crypttab",))
+    assert not tracked_only.layered and "refspec=r:x" in tracked_only.to_text()
+
+
+@pytest.mark.parametrize("path", ["/etc", "etc/x", "/etc/../root/x", "/etc/a//b", "/usr/etc/x", "/etc/a;b",
+                                  "/etc/a\nb"])
+def test_initramfs_etc_paths_must_be_canonical_below_etc(path: str) -> None:
+    with pytest.raises(UsageError, match="canonical path below /etc"):
+        Origin("r:x", initramfs_etc=(path,))
