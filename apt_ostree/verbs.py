@@ -119,6 +119,11 @@ _LAYER = (_o("-n --dry-run", "show the transaction; change nothing"),
           _o("-y --assumeyes", "do not ask (accepted; apt-ostree never asks)", into=CLI),
           _o("-C --cache-only", "do not refresh the package lists"),
           _o("--download-only", "download the packages; deploy nothing"), _LOCK, _EXIT77, _REBOOT)
+_RESTART = _o("--restart-services", "restart the running services whose unit or program the change touched "
+              "(in their dependency order)")
+_LIVE = (_o("-A --apply-live", "also apply the new deployment to the running system (no reboot)"),
+         _o("--allow-replacement", "with -A: allow changing and removing packages of the running system"),
+         _RESTART)
 _NO_PULL = ((OPTIONS, "no-pull-base", True),)
 _PKG: dict[str, Any] = dict(method="PkgChange", action="install-uninstall-packages",
                             call=(OPTIONS, "install", "uninstall"), unchanged="No change.")
@@ -174,13 +179,14 @@ VERBS: tuple[Verb, ...] = (
         _o("--idempotent", "no error for packages already requested", key="idempotent-layering"),
         _o("--allow-inactive", "allow requests for packages of the base", key="allow-inactive-requests"),
         _o("--debconf", "answer a debconf question (kept in the origin, replayed on every rebuild)", kind="list",
-           metavar="'OWNER QUESTION TYPE VALUE'"), *_LAYER), **_PKG),
+           metavar="'OWNER QUESTION TYPE VALUE'"), *_LAYER, *_LIVE), **_PKG),
     Verb("uninstall", "remove layered packages (a new deployment)", "PackageChange", (
         _o("packages", kind="list", into=ARG, field="uninstall", metavar="PACKAGE", nargs="*"),
         _o("--all", "remove every layered package", key="uninstall-all", field="uninstall_all"),
         _o("--install", "also install PACKAGE", kind="list", into=ARG, metavar="PACKAGE", paths=True),
         _o("--idempotent", "no error for packages that are not layered", key="idempotent-layering"),
-        _o("--allow-inactive", key="allow-inactive-requests", hidden=True), *_LAYER), aliases=("remove",), **_PKG),
+        _o("--allow-inactive", key="allow-inactive-requests", hidden=True), *_LAYER, *_LIVE), aliases=("remove",),
+        **_PKG),
     Verb("override remove", "remove base packages from the deployment", "PackageChange", (
         _o("packages", kind="list", into=MODIFIERS, key="override-remove-packages", field="override_remove",
            metavar="PACKAGE", nargs="+"),
@@ -225,6 +231,14 @@ VERBS: tuple[Verb, ...] = (
         _o("--hotfix", "keep the changes across reboots (the deployment before them stays as the rollback)"),
         _o("--transient", "the overlay read-only (writable only in a private mount namespace)")),
         done="Unlocked: {result.unlocked}. {op.notice}"),
+    Verb("apply-live", "apply the pending deployment (or a commit) to the running system, without a reboot",
+         "ApplyLive", (
+             _o("--target", "apply this commit instead of the pending deployment", kind="str", metavar="REV"),
+             _o("--reset", "make the running /usr the booted commit's again"),
+             _o("--allow-replacement", "allow changing and removing packages (default: additions only)",
+                key="replace"), _RESTART),
+         method="LiveFs", action="apply-live",
+         unchanged="No changes to apply: the running system is {result.checksum}."),
     Verb("refresh-md", "download the package lists layering uses", "RefreshMd", (
         _o("-f --force", "download even if the lists are current"),),
         method="RefreshMd", action="repo-refresh", done="Package lists updated."),
@@ -248,6 +262,8 @@ ACTIONS = {
     "rollback": ("Rollback OS updates", "Authentication is required to roll back software updates"),
     "bootconfig": ("Change boot configuration", "Authentication is required to change the boot configuration"),
     "cleanup": ("Clear cache and pending updates", "Authentication is required to clean up system data"),
+    "apply-live": ("Apply changes to the running system",
+                   "Authentication is required to change the running system"),
     "repo-refresh": ("Refresh package metadata", "Authentication is required to refresh the package lists"),
     "cancel": ("Cancel a transaction", "Authentication is required to cancel a transaction"),
     "reload-daemon": ("Reload the daemon state", "Authentication is required to reload the daemon"),

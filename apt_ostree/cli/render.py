@@ -48,12 +48,32 @@ def _diff(result: ops.Result) -> None:
             out(line)
 
 
+def _live(live: ops.LiveResult, diff: bool) -> None:
+    if live.completed:
+        out(f"Completed the interrupted apply-live of {live.completed}.")
+    if diff and live.diff is not None:
+        for line in diff_lines(live.diff):
+            out(line)
+    out(f"Successfully updated running filesystem tree ({live.files} paths); it matches {live.target}.")
+    if live.etc_kept:
+        out(f"Kept, changed on this system: {', '.join(live.etc_kept)}")
+    if live.daemon_reload:
+        out("Units changed: systemd reloaded them (systemctl daemon-reload).")
+    if live.restarted:
+        out(f"Restarted: {', '.join(live.restarted)}")
+    elif live.services:
+        out(f"Changed and running, may need a restart: {', '.join(live.services)} (or use --restart-services)")
+
+
 def _finish(result: ops.Result) -> int:
     d = result.deployment
     if d is not None:
         out(f"{'Staged' if d.staged else 'Deployed'}: {d.id}")
-        if result.booted:
-            out("Rebooting." if result.rebooting else "Run \"systemctl reboot\" to start the new deployment.")
+    if result.live is not None:
+        _live(result.live, diff=result.diff is None)
+        return 0
+    if d is not None and result.booted:
+        out("Rebooting." if result.rebooting else "Run \"systemctl reboot\" to start the new deployment.")
     return 0
 
 

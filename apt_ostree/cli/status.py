@@ -73,6 +73,11 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
             rows.append(("Pinned", "yes"))
         if d.get("unlocked", "none") != "none":
             rows.append(("Unlocked", d["unlocked"]))
+        if d.get("live-inprogress"):
+            rows.append(("InterruptedLiveCommit", f"{d['live-inprogress']} (apt-ostree apply-live completes it, "
+                                                  "--reset undoes it)"))
+        if d.get("live-replaced"):
+            rows += [("LiveCommit", d["live-replaced"]), ("LiveDiff", d.get("live-diff", ""))]
         if d.get("regenerate-initramfs"):
             rows.append(("Initramfs", " ".join(["regenerate", *d.get("initramfs-args", [])])))
         if d.get("initramfs-etc"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from apt_ostree.core import config, deploy, initramfs, layering, packages
 from apt_ostree.core.ops import (
+    ApplyLive,
     Cleanup,
     Deploy,
     FinalizeDeployment,
@@ -20,6 +21,7 @@ from apt_ostree.core.ops import (
     Kargs,
     NewDeployment,
     Op,
+    PackageChange,
     Rebase,
     RefreshMd,
     Request,
@@ -51,7 +53,15 @@ def execute(op: Op, sysroot_path: Path, progress: Progress) -> Result:
     reboot = bool(getattr(op, "reboot", False))
     if reboot and not sysroot.is_booted:
         raise UsageError("--reboot: the sysroot is not the booted system")
+    if getattr(op, "apply_live", False) and not sysroot.is_booted:
+        raise UsageError("--apply-live: the sysroot is not the booted system")
     result = _run(op, sysroot, progress)
+    if isinstance(op, PackageChange) and op.apply_live and result.changed and result.deployment is not None:
+        from apt_ostree.core import live
+
+        applied = live.apply(sysroot, ApplyLive(target=result.checksum, allow_replacement=op.allow_replacement,
+                                                restart_services=op.restart_services), progress)
+        result = dataclasses.replace(result, live=applied.live)
     result = dataclasses.replace(result, booted=sysroot.is_booted)
     if result.rebooting or (reboot and result.changed and (result.deployment is not None or result.moved)):
         run(["systemctl", "reboot"], what="systemctl reboot")
@@ -70,7 +80,15 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
         from apt_ostree.core import unlock
 
         return Result(unlocked=unlock.usroverlay(sysroot, op, progress))
+    if isinstance(op, ApplyLive):  # (it unlocks /usr first, then takes the lock)
+        from apt_ostree.core import live
+
+        return live.apply(sysroot, op, progress)
     with sysroot.locked():
+        if sysroot.is_booted:
+            from apt_ostree.core import live
+
+            live.sync_refs(sysroot)  # (an earlier boot's live state: the plain deployment runs now)
         if isinstance(op, Upgrade):
             return _change(deploy.upgrade(
                 sysroot, progress, check=op.check, preview=op.preview, download_only=op.download_only,

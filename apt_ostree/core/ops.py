@@ -139,9 +139,23 @@ class PackageChange:
     lock_finalization: bool = False
     reboot: bool = False
     unchanged_exit_77: bool = False
+    apply_live: bool = False  # -A: also apply the new deployment to the running system
+    allow_replacement: bool = False  # (with -A) changed or removed packages may be applied live
+    restart_services: bool = False  # (with -A) restart the services the change touched
 
     def validate(self) -> None:
         r = self.request
+        if self.apply_live:
+            if self.reboot:
+                raise UsageError("--apply-live and --reboot: choose one")
+            if self.dry_run or self.download_only:
+                raise UsageError("--apply-live: nothing to apply with --dry-run or --download-only")
+            if (r.uninstall or r.uninstall_all or r.override_remove or r.override_replace) \
+                    and not self.allow_replacement:
+                raise UsageError("--apply-live: removing or replacing packages on the running system needs "
+                                 "--allow-replacement", hint="programs of the removed packages may be running")
+        elif self.allow_replacement or self.restart_services:
+            raise UsageError("--allow-replacement and --restart-services go with --apply-live")
         for items, what in ((r.install, "package"), (r.uninstall, "package"), (r.override_remove, "package"),
                             (r.override_replace, "package"), (r.override_reset, "package")):
             _arguments(items, what)
@@ -219,6 +233,22 @@ class Usroverlay:
 
 
 @dataclass(frozen=True)
+class ApplyLive:
+    """apply-live: the difference between the running /usr and a commit, applied without a reboot."""
+
+    target: str = ""  # a commit ("": the pending deployment's)
+    reset: bool = False  # back to the booted commit
+    allow_replacement: bool = False  # changed and removed packages too (default: additions only)
+    restart_services: bool = False
+
+    def validate(self) -> None:
+        if self.target and self.reset:
+            raise UsageError("apply-live: --target or --reset, not both")
+        if self.target:
+            _arguments([self.target], "--target")
+
+
+@dataclass(frozen=True)
 class RefreshMd:
     force: bool = False
 
@@ -250,15 +280,30 @@ class Search:
 
 
 Op = (Upgrade | Deploy | Rebase | Rollback | Cleanup | Kargs | PackageChange | Initramfs | InitramfsEtc | Usroverlay
-      | RefreshMd | FinalizeDeployment | Search)
+      | ApplyLive | RefreshMd | FinalizeDeployment | Search)
 OPS: tuple[type, ...] = (Upgrade, Deploy, Rebase, Rollback, Cleanup, Kargs, PackageChange, Initramfs, InitramfsEtc,
-                         Usroverlay, RefreshMd, FinalizeDeployment, Search)
+                         Usroverlay, ApplyLive, RefreshMd, FinalizeDeployment, Search)
 
 
 @dataclass(frozen=True)
 class NewDeployment:
     id: str
     staged: bool
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """What apply-live (or -A) did to the running system."""
+
+    source: str  # the commit the running /usr matched before (the booted or the last live one)
+    target: str  # the commit it matches now
+    diff: PackageDiff | None = None  # packages, source -> target
+    files: int = 0  # paths of /usr written or removed
+    etc_kept: tuple[str, ...] = ()  # /etc files left alone: changed locally
+    daemon_reload: bool = False  # units changed: systemctl daemon-reload ran
+    services: tuple[str, ...] = ()  # running services whose unit or program changed
+    restarted: tuple[str, ...] = ()  # (--restart-services) the ones restarted
+    completed: str = ""  # an interrupted apply-live towards this commit, finished
 
 
 @dataclass(frozen=True)
@@ -279,6 +324,7 @@ class Result:
     removed: tuple[str, ...] = ()  # cleanup: the deployments removed
     found: tuple[tuple[str, str, str], ...] = ()  # search: (name, version, summary)
     unlocked: str = ""  # usroverlay: the booted deployment's unlock state now
+    live: LiveResult | None = None  # apply-live, -A
 
 
 def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:

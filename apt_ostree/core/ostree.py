@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,6 +332,27 @@ class Repo:
             self._repo.checkout_at(opts, AT_FDCWD, str(dest), checksum, None)
         except GLib.Error as e:
             raise gerror(f"cannot check out {checksum[:12]} at {dest}", e) from None
+
+    def checkout_copy(self, checksum: str, subpath: str, dest: Path) -> None:
+        """Check the file or directory ``subpath`` of ``checksum`` out as new files (never hard
+        links into the repository), over what is there (union: existing files are replaced, each
+        by a rename). A directory lands at ``dest``; a file in the directory ``dest``."""
+        opts = OSTree.RepoCheckoutAtOptions()
+        with warnings.catch_warnings():  # (trixie's PyGObject warns when an enum field is assigned)
+            warnings.simplefilter("ignore")
+            opts.overwrite_mode = OSTree.RepoCheckoutOverwriteMode.UNION_FILES
+        opts.force_copy = True
+        opts.subpath = subpath
+        try:
+            self._repo.checkout_at(opts, AT_FDCWD, str(dest), checksum, None)
+        except GLib.Error as e:
+            raise gerror(f"cannot check {subpath} of {checksum[:12]} out at {dest}", e) from None
+
+    def kind(self, rev: str, path: str) -> str | None:
+        """What is at ``path`` in the commit: "dir", "file", "symlink", or None."""
+        kind = self._type(self._root(rev).resolve_relative_path(path.lstrip("/")))
+        return {Gio.FileType.DIRECTORY: "dir", Gio.FileType.REGULAR: "file",
+                Gio.FileType.SYMBOLIC_LINK: "symlink"}.get(kind) if kind is not None else None  # type: ignore[arg-type]
 
 
 AT_FDCWD = -100

@@ -66,12 +66,35 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
     }
 
 
+def live_json(repo: Repo, d: Deployment) -> dict[str, Any]:
+    """rpm-ostree's live-replaced and live-inprogress of the booted deployment (when set), and
+    apt-ostree's live-diff: the packages the running system has beyond the deployment's."""
+    from apt_ostree.core import live
+    from apt_ostree.core.pkgdb import commit_packages, diff_packages
+
+    current = live.state(repo, d)
+    out: dict[str, Any] = {}
+    if current.inprogress:
+        out["live-inprogress"] = current.inprogress
+    if current.commit:
+        out["live-replaced"] = current.commit
+        try:
+            diff = diff_packages(commit_packages(repo, d.checksum), commit_packages(repo, current.commit))
+        except RepoError:
+            return out
+        parts = [f"{len(x)} {word}" for x, word in ((diff.added, "added"), (diff.upgraded, "upgraded"),
+                                                    (diff.downgraded, "downgraded"), (diff.removed, "removed")) if x]
+        out["live-diff"] = ", ".join(parts) or "no package changes"
+    return out
+
+
 def status_json(sysroot: Sysroot) -> dict[str, Any]:
     repo = sysroot.repo()
     deployments = sysroot.deployments()
     start = sysroot.pending_deployment()
     return {
-        "deployments": [deployment_json(repo, d) for d in deployments],
+        "deployments": [{**deployment_json(repo, d), **(live_json(repo, d) if d.booted else {})}
+                        for d in deployments],
         # apt-ostree's key: the deployment the next change builds on when it is not the booted one
         "changes-build-on": start.id if start is not None else None,
         "transaction": None,

@@ -23,8 +23,8 @@ def types() -> dict[str, type]:
     from apt_ostree.core.pkgdb import Change, PackageDiff
     from apt_ostree.core.plan import Plan, PlannedPackage
 
-    return {cls.__name__: cls for cls in (*ops.OPS, ops.Request, ops.Result, ops.NewDeployment, PackageDiff, Change,
-                                          Package, Plan, PlannedPackage)}
+    return {cls.__name__: cls for cls in (*ops.OPS, ops.Request, ops.Result, ops.NewDeployment, ops.LiveResult,
+                                          PackageDiff, Change, Package, Plan, PlannedPackage)}
 
 
 def encode(value: Any) -> Any:

@@ -109,6 +109,11 @@ def test_cli_through_the_daemon_prints_what_in_process_prints(
         ("cleanup", "-r"),
         ("override", "remove", "aot-nothere"),
         ("uninstall", "--all"),
+        ("initramfs", "--disable", "--unchanged-exit-77"),  # SetInitramfsState: already disabled
+        ("initramfs-etc", "--untrack-all"),  # InitramfsEtc: nothing tracked
+        ("apply-live",),  # LiveFs: not the booted system (the vm tier applies live)
+        ("install", "-A", "aot-hello"),  # nothing deployed: -A needs the booted system
+        ("uninstall", "-A", "aot-hello"),  # a live removal asks for --allow-replacement
     ]
     for step in steps:
         via = cli(bus, *step, "--sysroot", daemon_root.sysroot, check=False)

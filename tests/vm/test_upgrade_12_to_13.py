@@ -1,11 +1,15 @@
 """A Debian 12 guest upgraded to Debian 13 by one `apt-ostree rebase`, and rolled back (issue 11,
 item 5): a package layered on 12 is re-resolved from 13's own sources (the new base's /etc/apt
 merged with the admin's /etc), /etc edits survive both ways, each step proven by a reboot.
+Issue 13 on Debian 12, on the same reboots: the package is layered with ``install -A`` (it runs at
+once), an /etc file tracked by ``initramfs-etc`` reaches the initrd through the overlay initrd and
+GRUB's menu, and ``usroverlay`` lets ``dpkg -i`` through at the end.
 (A BIOS guest: under UEFI the rollback from 13 to 12 did not boot again, 2026-12-03; see the session
 note. Runs after the test_updates* files: the Debian 13 guest idles meanwhile.)"""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Composed
+from tests.debrepo import Deb, build_deb
 from tests.vm import conftest as vm
 from tests.vm.conftest import publish
 from tests.vm.qemu import Guest
 from tests.vm.test_updates import booted, reboot
+from tests.vm.test_updates_zlive import DROPIN, INITRD_MARK, boot_entry, initrds, status, write_dropin
 
 pytestmark = pytest.mark.vm
 
@@ -34,15 +40,31 @@ def version(g: Guest, package: str) -> str:
     return g.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' {package}").stdout.strip()
 
 
-def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minimal: Composed) -> None:
+def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minimal: Composed,
+                                       tmp_path: Path) -> None:
     g = guest12
     assert g.run("cat /etc/debian_version").stdout.startswith("12.")
     assert g.run("systemctl is-active multi-user.target").stdout.strip() == "active"
     g.run("echo kept-across-releases > /etc/apt-ostree-test-edit")
-    g.run("apt-ostree install htop", timeout=900)
+    write_dropin(g)
+    g.run(f"apt-ostree initramfs-etc --track={DROPIN}", timeout=900)
+    live = g.run("apt-ostree install -A htop", timeout=900).stdout
+    assert "Successfully updated running filesystem tree" in live, live
+    assert g.run("htop --version").returncode == 0  # at once, before the reboot
+    st = status(g)
+    [staged] = [d for d in st["deployments"] if d["staged"]]
+    assert next(d for d in st["deployments"] if d["booted"])["live-replaced"] == staged["checksum"]
     reboot(g)
     v12 = version(g, "htop")
-    assert v12.startswith("ii ") and booted(g)["packages"] == ["htop"]
+    me = booted(g)
+    assert v12.startswith("ii ") and me["packages"] == ["htop"] and "live-replaced" not in me
+    assert me["initramfs-etc"] == [DROPIN]
+    main, overlay = initrds(boot_entry(g))
+    assert DROPIN.lstrip("/") in g.run(f"lsinitrd /boot{overlay}", timeout=300).stdout
+    grub = g.run("cat /boot/loader/grub.cfg").stdout
+    assert any(line.split()[1:] == [main, overlay] for line in grub.splitlines() if line.strip().startswith("initrd")
+               ), grub
+    assert INITRD_MARK in g.run("journalctl -b -k -o cat --no-pager").stdout
 
     # --preview: Debian 13's packages and htop resolved from Debian 13's sources; nothing staged
     preview = g.run(f"apt-ostree rebase --preview updates:{minimal.ref}", timeout=1500).stdout
@@ -75,3 +97,12 @@ def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minim
     assert version(g, "htop") == v12
     assert booted(g)["origin"] == f"updates:{bookworm.ref}"
     assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "kept-across-releases"
+
+    # usroverlay on Debian 12: dpkg works again, with the guard's warning
+    assert "Unlocked: development" in g.run("apt-ostree usroverlay").stdout
+    deb = build_deb(Deb("aot-hello", files={"usr/share/aot-hello/hello": "hello\n"}), tmp_path / "b", tmp_path / "p")
+    g.run("base64 -d > /tmp/aot-hello.deb", input=base64.b64encode(deb.read_bytes()).decode())
+    installed = g.run("dpkg -i /tmp/aot-hello.deb")
+    assert "lost at the next reboot" in installed.stderr + installed.stdout, installed.stderr
+    assert g.run("cat /usr/share/aot-hello/hello").stdout == "hello\n"
+    assert "Unlocked: development" in g.run("apt-ostree status").stdout
