@@ -39,6 +39,8 @@ CACHE = TOP / "_build/bench-cache"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8"}
 PACKAGE = "htop"
 CHROOT = "/var/tmp/bench-chroot"
+APT_GET = (f"DEBIAN_FRONTEND=noninteractive chroot {CHROOT} apt-get install -y -q --no-download "
+           "-o APT::Install-Recommends=false -o APT::Sandbox::User=root")
 
 
 def apt_ostree(*args: str | Path) -> None:
@@ -65,10 +67,15 @@ def timed(g: Guest, cmd: str) -> float:
 
 def baseline_setup(g: Guest) -> None:
     """A plain Debian root of the booted commit, with apt-ostree's lists and .debs."""
-    g.run(f"rm -rf {CHROOT} && ostree checkout --repo=/ostree/repo --force-copy "
+    g.run(f"(umount {CHROOT}/proc 2>/dev/null; rm -rf {CHROOT}) && ostree checkout --repo=/ostree/repo --force-copy "
           f"$(apt-ostree status --json | python3 -c 'import json,sys; print(next(d[\"checksum\"] for d in "
           f"json.load(sys.stdin)[\"deployments\"] if d[\"booted\"]))') {CHROOT} && "
           f"cp -a {CHROOT}/usr/etc/. {CHROOT}/etc/ && "
+          f"mkdir -p {CHROOT}/var/lib {CHROOT}/var/cache && /usr/bin/python3 -c 'import pathlib, sys; "
+          f"from apt_ostree.core import layout; layout.make_state_links(pathlib.Path(sys.argv[1]))' {CHROOT} && "
+          f"printf '#!/bin/sh\\nexit 101\\n' > {CHROOT}/usr/sbin/policy-rc.d && "
+          f"chmod 755 {CHROOT}/usr/sbin/policy-rc.d && "
+          f"mount -t proc proc {CHROOT}/proc && "
           f"mkdir -p {CHROOT}/var/lib/apt/lists {CHROOT}/var/cache/apt/archives/partial && "
           f"cp /var/lib/apt-ostree/lists/*_Packages* /var/lib/apt-ostree/lists/*Release* {CHROOT}/var/lib/apt/lists/ "
           f"&& cp /var/cache/apt-ostree/archives/{PACKAGE}_*.deb {CHROOT}/var/cache/apt/archives/ && sync",
@@ -98,8 +105,8 @@ def main() -> int:
             ours, theirs = [], []
             for _ in range(args.rounds):
                 baseline_setup(g)
-                theirs.append(timed(g, f"chroot {CHROOT} apt-get install -y --no-download -q {PACKAGE} >/dev/null"))
-                g.run(f"rm -rf {CHROOT} && sync", timeout=900)
+                theirs.append(timed(g, f"{APT_GET} {PACKAGE} >/dev/null"))
+                g.run(f"umount {CHROOT}/proc; rm -rf {CHROOT} && sync", timeout=900)
                 ours.append(timed(g, f"apt-ostree install -A -C {PACKAGE} >/dev/null"))
                 g.run("apt-ostree apply-live --reset >/dev/null && apt-ostree cleanup -p >/dev/null && sync",
                       timeout=900)

@@ -17,7 +17,7 @@ from typing import Any
 
 from apt_ostree.compose import metadata as md
 from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
-from apt_ostree.core import guard, kernel, layout
+from apt_ostree.core import grub, guard, kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
@@ -275,10 +275,14 @@ def _install_package_guard(sandbox: Sandbox, root: Path, progress: Progress) -> 
             _in_tree(sandbox, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert",
                                f"/{rel}{guard.REAL_SUFFIX}", "--add", f"/{rel}"], progress, f"diverting /{rel}")
     guard.link_guards(root)
-    # the boot menu: apt-ostree's 15_apt-ostree (every initrd of an entry) instead of ostree's 15_ostree
-    ours, theirs = root / "etc/grub.d/15_apt-ostree", root / "etc/grub.d/15_ostree"
-    if ours.is_file() and theirs.is_file():
-        theirs.chmod(0o644)  # (grub-mkconfig runs only executable scripts: the admin's way to disable one)
+    # the boot menu: apt-ostree's 15_apt-ostree (every initrd of an entry) instead of ostree's 15_ostree,
+    # which is diverted out of /etc/grub.d (it is a symlink to libostree's script: never chmod it, and
+    # never follow its absolute target from here, which is the host's file system)
+    ours, theirs = root / grub.OURS, root / grub.THEIRS
+    if ours.is_file() and os.path.lexists(theirs):
+        (root / grub.THEIRS_DIVERTED).parent.mkdir(parents=True, exist_ok=True)
+        _in_tree(sandbox, ["dpkg-divert", "--quiet", "--local", "--rename", "--divert", f"/{grub.THEIRS_DIVERTED}",
+                           "--add", f"/{grub.THEIRS}"], progress, f"diverting /{grub.THEIRS}")
 
 
 def _in_tree(sandbox: Sandbox, argv: list[str], progress: Progress, what: str) -> None:

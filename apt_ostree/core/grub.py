@@ -26,6 +26,12 @@ EXEC_ENV = "OSTREE_GRUB2_EXEC"
 SYSROOT_ENV = "APT_OSTREE_GRUB_SYSROOT"
 BOOT_UUID_ENV = "APT_OSTREE_GRUB_BOOT_UUID"
 
+# apt-ostree's menu script, and ostree-boot's (which writes only an entry's first initrd): composed
+# trees divert the latter out of /etc/grub.d (dpkg-divert: it stays out when ostree-boot is upgraded)
+OURS = "etc/grub.d/15_apt-ostree"
+THEIRS = "etc/grub.d/15_ostree"
+THEIRS_DIVERTED = "usr/share/apt-ostree/grub.d/15_ostree"
+
 STATIC_CFG = """\
 # Written by apt-ostree. The boot menu itself is /loader/grub.cfg, which libostree
 # replaces atomically on every deploy, rollback or kernel argument change.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def test_etc_is_clean(checkout: Path) -> None:
     assert not (etc / "hostname").exists()
     assert not (checkout / "usr/sbin/policy-rc.d").exists()
     assert (etc / "default/grub").is_file()
+    # the boot menu: 15_apt-ostree (every initrd of an entry); ostree-boot's 15_ostree diverted out of grub.d
+    assert os.access(etc / "grub.d/15_apt-ostree", os.X_OK)
+    assert not os.path.lexists(etc / "grub.d/15_ostree")
+    assert (checkout / "usr/share/apt-ostree/grub.d/15_ostree").is_symlink()
+    assert "/etc/grub.d/15_ostree" in (checkout / "usr/share/dpkg/database/diversions").read_text()
     assert (etc / "systemd/system/multi-user.target.wants/ssh.service").is_symlink()
     assert (etc / "systemd/network/20-wired.network").is_file()
 

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.vm
 
 DROPIN = "/etc/systemd/system/initrd-parse-etc.service.d/aot-initrd.conf"
 INITRD_MARK = "aot-initrd-etc-seen"
+LIVE_COUNT = "ls -d /usr/share/aot-live-* 2>/dev/null | wc -l"
 LIVE_FILES = 40  # files the new base adds: an apply-live slowed down to be killed while it writes them
 
 
@@ -68,9 +69,9 @@ def new_base(updates: Path, ref: str, base: str, tmp: Path) -> tuple[str, str]:
     tree = tmp / "live-base"
     (tree / status_path).parent.mkdir(parents=True)
     (tree / status_path).write_text("\n\n".join(stanzas))
-    for n in range(LIVE_FILES):
-        (tree / f"usr/share/apt-ostree-test/live/f{n:02}").parent.mkdir(parents=True, exist_ok=True)
-        (tree / f"usr/share/apt-ostree-test/live/f{n:02}").write_text(f"{n}\n")
+    (tree / "usr/share").mkdir(parents=True, exist_ok=True)
+    for n in range(LIVE_FILES):  # (in a directory the running system has: a new directory is checked out whole)
+        (tree / f"usr/share/aot-live-{n:02}").write_text(f"{n}\n")
     # (without apt-ostree.packages: the package list is read from the dpkg database)
     out = subprocess.run(["ostree", "commit", f"--repo={updates}", "-b", ref, f"--parent={base}",
                           f"--tree=ref={base}", f"--tree=dir={tree}", "--add-metadata-string=version=13.98",
@@ -118,17 +119,17 @@ def test_live_initramfs_usroverlay(guest: Guest, minimal: Composed, updates: Pat
     g.run("(APT_OSTREE_NO_DAEMON=1 APT_OSTREE_LIVE_DELAY=0.5 setsid apt-ostree apply-live --allow-replacement "
           ">/tmp/live.log 2>&1 </dev/null &)")
     # (the patterns are written so that they do not match this command's own shell)
-    g.run("for i in $(seq 600); do n=$(ls /usr/share/apt-ostree-test/live 2>/dev/null | wc -l); "
+    g.run("for i in $(seq 600); do n=$(ls -d /usr/share/aot-live-* 2>/dev/null | wc -l); "
           "[ \"$n\" -ge 3 ] && break; sleep 0.2; done; pkill -9 -f '[a]pt_ostree.core.live_apply'; "
           "pkill -9 -f '[a]pply-live --allow'; sleep 1", timeout=600)
-    written = int(g.run("ls /usr/share/apt-ostree-test/live | wc -l").stdout)
+    written = int(g.run(LIVE_COUNT).stdout)
     assert 3 <= written < LIVE_FILES
     me = booted(g)
     assert me["live-inprogress"] == pending["checksum"], me
     assert "InterruptedLiveCommit:" in g.run("apt-ostree status").stdout
     done = g.run("apt-ostree apply-live --allow-replacement", timeout=900).stdout
     assert "Completed the interrupted apply-live" in done and "base-files" in done, done
-    assert int(g.run("ls /usr/share/apt-ostree-test/live | wc -l").stdout) == LIVE_FILES
+    assert int(g.run(LIVE_COUNT).stdout) == LIVE_FILES
     me = booted(g)
     assert me["live-replaced"] == pending["checksum"] and "live-inprogress" not in me
     assert version in g.run("dpkg-query -W -f='${Version}' base-files").stdout
@@ -142,7 +143,7 @@ def test_live_initramfs_usroverlay(guest: Guest, minimal: Composed, updates: Pat
     assert sorted(me["packages"]) == sorted([*layered, "vnstat"])
     assert g.run("getent passwd vnstat").stdout.startswith("vnstat:")
     assert g.run("systemctl is-active vnstat").stdout.strip() == "active"
-    assert int(g.run("ls /usr/share/apt-ostree-test/live | wc -l").stdout) == LIVE_FILES
+    assert int(g.run(LIVE_COUNT).stdout) == LIVE_FILES
     entry = boot_entry(g)
     main, overlay = initrds(entry)
     assert "etc/aot-initramfs-file" in g.run(f"lsinitrd /boot{main}", timeout=300).stdout
