@@ -67,7 +67,7 @@ def timed(g: Guest, cmd: str) -> float:
 
 def baseline_setup(g: Guest) -> None:
     """A plain Debian root of the booted commit, with apt-ostree's lists and .debs."""
-    g.run(f"(umount {CHROOT}/proc 2>/dev/null; rm -rf {CHROOT}) && ostree checkout --repo=/ostree/repo --force-copy "
+    g.run(f"(umount -R {CHROOT}/proc {CHROOT}/dev 2>/dev/null; rm -rf --one-file-system {CHROOT}) && ostree checkout --repo=/ostree/repo --force-copy "
           f"$(apt-ostree status --json | python3 -c 'import json,sys; print(next(d[\"checksum\"] for d in "
           f"json.load(sys.stdin)[\"deployments\"] if d[\"booted\"]))') {CHROOT} && "
           f"cp -a {CHROOT}/usr/etc/. {CHROOT}/etc/ && "
@@ -75,7 +75,8 @@ def baseline_setup(g: Guest) -> None:
           f"from apt_ostree.core import layout; layout.make_state_links(pathlib.Path(sys.argv[1]))' {CHROOT} && "
           f"printf '#!/bin/sh\\nexit 101\\n' > {CHROOT}/usr/sbin/policy-rc.d && "
           f"chmod 755 {CHROOT}/usr/sbin/policy-rc.d && "
-          f"mount -t proc proc {CHROOT}/proc && "
+          f"mkdir -p {CHROOT}/var/log/apt {CHROOT}/var/tmp && mount -t proc proc {CHROOT}/proc && "
+          f"mount --bind /dev {CHROOT}/dev && mount --bind /dev/pts {CHROOT}/dev/pts && "
           f"mkdir -p {CHROOT}/var/lib/apt/lists {CHROOT}/var/cache/apt/archives/partial && "
           f"cp /var/lib/apt-ostree/lists/*_Packages* /var/lib/apt-ostree/lists/*Release* {CHROOT}/var/lib/apt/lists/ "
           f"&& cp /var/cache/apt-ostree/archives/{PACKAGE}_*.deb {CHROOT}/var/cache/apt/archives/ && sync",
@@ -106,7 +107,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 baseline_setup(g)
                 theirs.append(timed(g, f"{APT_GET} {PACKAGE} >/dev/null"))
-                g.run(f"umount {CHROOT}/proc; rm -rf {CHROOT} && sync", timeout=900)
+                g.run(f"umount -R {CHROOT}/proc {CHROOT}/dev; rm -rf --one-file-system {CHROOT} && sync", timeout=900)
                 ours.append(timed(g, f"apt-ostree install -A -C {PACKAGE} >/dev/null"))
                 g.run("apt-ostree apply-live --reset >/dev/null && apt-ostree cleanup -p >/dev/null && sync",
                       timeout=900)
