@@ -66,6 +66,10 @@ class ComposeError(AptOstreeError):
     """The composed tree is not what an OSTree system needs."""
 
 
+class ImageError(AptOstreeError):
+    """A container image cannot be written, read or deployed (format, labels, registry, lint)."""
+
+
 class Cancelled(AptOstreeError):
     """The operation was cancelled by its caller."""
 

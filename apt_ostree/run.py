@@ -168,6 +168,21 @@ def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
                             stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True)
 
 
+Process = subprocess.Popen[bytes]
+
+
+def reap(proc: Process, timeout: float = 10) -> None:
+    """Wait up to ``timeout`` seconds for a spawned child to exit, then kill it; close its pipes."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def _terminate(proc: subprocess.Popen[str]) -> None:
     """SIGTERM the child's process group; SIGKILL it if it has not gone within 10 s."""
     try:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apt_ostree.cli.common import key_value, out, progress_for, write_atomically
-from apt_ostree.errors import EXIT_UNCHANGED, UsageError
+from apt_ostree.errors import EXIT_UNCHANGED, ImageError, UsageError
+
+if TYPE_CHECKING:
+    from apt_ostree.compose.container import EncapsulateOptions, EncapsulateResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +56,115 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     disk.add_argument("--remote", type=key_value, metavar="NAME=URL",
                       help="add this remote to the image; the deployment's origin becomes NAME:REF")
     disk.set_defaults(func=run_disk_image)
+
+    enc = csub.add_parser("container-encapsulate", help="write a commit as a chunked, bootable OCI image",
+                          description="Write REV of REPO as a bootc-compatible container image to IMGREF "
+                                      "(oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker://HOST/NAME:TAG).")
+    enc.add_argument("--repo", type=Path, required=True, help="OSTree repository holding the commit")
+    enc.add_argument("rev", metavar="REV", help="ref or commit checksum")
+    enc.add_argument("imgref", metavar="IMGREF")
+    _image_options(enc)
+    enc.set_defaults(func=run_encapsulate)
+
+    image = csub.add_parser("image", help="compose a treefile and write it as a bootable OCI image",
+                            description="compose tree TREEFILE, then container-encapsulate the commit to IMGREF.")
+    image.add_argument("treefile", type=Path, metavar="TREEFILE")
+    image.add_argument("imgref", metavar="IMGREF")
+    image.add_argument("--repo", type=Path, help="OSTree repository (default: CACHEDIR/repo)")
+    image.add_argument("--cachedir", type=Path, help="keep package lists, .debs and the repository here")
+    image.add_argument("--source-date-epoch", type=int, metavar="N",
+                       help="timestamp for the build and commit (default: $SOURCE_DATE_EPOCH, else now)")
+    image.add_argument("--cache-only", action="store_true", help="use only cached package lists and .debs")
+    _image_options(image)
+    image.set_defaults(func=run_image)
+
+    lint = csub.add_parser("lint", help="check a commit against bootc's base-image rules",
+                           description="Check REV of REPO: one kernel with its initramfs, an empty /boot, /sysroot "
+                                       "and the /ostree link, not both /etc and /usr/etc, empty /run and /tmp, "
+                                       "UTF-8 names, /var made by tmpfiles.d.")
+    lint.add_argument("--repo", type=Path, required=True)
+    lint.add_argument("rev", metavar="REV")
+    lint.set_defaults(func=run_lint)
+
+
+def _image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="add a label to the image (repeatable)")
+    p.add_argument("--copymeta", action="append", default=[], metavar="KEY",
+                   help="copy this commit metadata string to a label (it must exist; repeatable)")
+    p.add_argument("--copymeta-opt", action="append", default=[], metavar="KEY",
+                   help="copy this commit metadata string to a label if it exists (repeatable)")
+    p.add_argument("--cmd", action="append", metavar="ARG", help="the image's CMD, one argument per --cmd")
+    p.add_argument("--max-layers", type=int, default=64, metavar="N", help="at most N layers (default 64)")
+    p.add_argument("--previous-build-manifest", type=Path, metavar="FILE",
+                   help="keep the package layers of this earlier manifest (default: of the image at IMGREF)")
+    p.add_argument("--compression-fast", action="store_true", help="gzip level 1 instead of 6")
+
+
+def _encapsulate_options(args: argparse.Namespace) -> EncapsulateOptions:
+    from apt_ostree.compose.container import EncapsulateOptions
+
+    return EncapsulateOptions(labels=tuple(args.label), copymeta=tuple(args.copymeta),
+                              copymeta_opt=tuple(args.copymeta_opt), cmd=tuple(args.cmd) if args.cmd else None,
+                              max_layers=args.max_layers, previous_build_manifest=args.previous_build_manifest,
+                              compression_fast=args.compression_fast)
+
+
+def _report_image(result: EncapsulateResult) -> None:
+    out(f"Wrote image: {result.image}")
+    out(f"Commit: {result.commit}")
+    out(f"Digest: {result.manifest_digest}")
+    out(f"Layers: {len(result.layers)} ({result.size / 1e6:.1f} MB compressed)")
+
+
+def run_encapsulate(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.container import encapsulate
+    from apt_ostree.core.imgref import ImageRef
+    from apt_ostree.core.ostree import Repo
+
+    target = ImageRef.parse(args.imgref)
+    opts = _encapsulate_options(args)
+    _report_image(encapsulate(Repo.open(args.repo), args.rev, target, opts, progress_for(args)))
+    return 0
+
+
+def run_image(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.container import encapsulate
+    from apt_ostree.compose.tree import ComposeOptions, compose_tree
+    from apt_ostree.core.imgref import ImageRef
+    from apt_ostree.core.ostree import Repo
+    from apt_ostree.core.treefile import load_treefile
+
+    target = ImageRef.parse(args.imgref)
+    opts = _encapsulate_options(args)
+    treefile = load_treefile(args.treefile)
+    if args.repo is None and args.cachedir is None:
+        raise UsageError("compose image needs --repo or --cachedir", hint="the commit is kept there")
+    repo = args.repo or args.cachedir / "repo"
+    epoch = args.source_date_epoch
+    if epoch is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        epoch = int(os.environ["SOURCE_DATE_EPOCH"])
+    result = compose_tree(treefile, ComposeOptions(repo=repo, cachedir=args.cachedir, source_date_epoch=epoch,
+                                                   cache_only=args.cache_only), progress_for(args))
+    assert result.checksum is not None
+    out(f"{'Wrote' if result.changed else 'Unchanged'} commit: {result.checksum}")
+    _report_image(encapsulate(Repo.open(repo), result.checksum, target, opts, progress_for(args)))
+    return 0
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.lint import lint
+    from apt_ostree.core.ostree import Repo
+
+    repo = Repo.open(args.repo)
+    checksum = repo.resolve(args.rev)
+    problems = lint(repo, checksum)
+    for p in problems:
+        out(str(p))
+    if problems:
+        raise ImageError(f"{args.rev} ({checksum[:12]}): {len(problems)} lint problem(s)")
+    out(f"{args.rev} ({checksum[:12]}): no lint problems")
+    return 0
 
 
 def run_disk_image(args: argparse.Namespace) -> int:
