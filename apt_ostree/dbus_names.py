@@ -22,7 +22,7 @@ ERROR_FAILED = f"{BUS_NAME}.Error.Failed"
 # a transaction's typed error: the name of its class in apt_ostree.errors (…Error.UnknownPackage)
 ERROR_PREFIX = f"{BUS_NAME}.Error."
 TYPED_ERRORS = ("AptOstreeError", "UsageError", "TreefileError", "CommandError", "RepoError", "AptError",
-                "UnknownPackage", "LayeringError", "ComposeError", "Cancelled", "DaemonError")
+                "UnknownPackage", "LayeringError", "ComposeError", "ImageError", "Cancelled", "DaemonError")
 
 
 def error_name(class_name: str) -> str:

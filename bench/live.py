@@ -67,7 +67,8 @@ def timed(g: Guest, cmd: str) -> float:
 
 def baseline_setup(g: Guest) -> None:
     """A plain Debian root of the booted commit, with apt-ostree's lists and .debs."""
-    g.run(f"(umount -R {CHROOT}/proc {CHROOT}/dev 2>/dev/null; rm -rf --one-file-system {CHROOT}) && ostree checkout --repo=/ostree/repo --force-copy "
+    g.run(f"(umount -R {CHROOT}/proc {CHROOT}/dev 2>/dev/null; rm -rf --one-file-system {CHROOT}) && "
+          f"ostree checkout --repo=/ostree/repo --force-copy "
           f"$(apt-ostree status --json | python3 -c 'import json,sys; print(next(d[\"checksum\"] for d in "
           f"json.load(sys.stdin)[\"deployments\"] if d[\"booted\"]))') {CHROOT} && "
           f"cp -a {CHROOT}/usr/etc/. {CHROOT}/etc/ && "

@@ -26,7 +26,7 @@ ONLY = {  # a module that only these files may import
     "subprocess": {"run.py", "cli/deployments.py", "cli/client.py"},  # ($EDITOR and pkttyagent: the user's tty)
     "apt_pkg": {"core/apt.py", "core/layer_apt.py", "core/layer_dpkg.py", "core/apt_acquire.py"},  # the APT facades
 }
-OSTREE_FACADES = {"core/ostree.py", "core/sysroot.py", "core/ostree_overlay.py"}
+OSTREE_FACADES = {"core/ostree.py", "core/sysroot.py", "core/ostree_overlay.py", "core/ostree_objects.py"}
 
 
 def imports(path: Path) -> list[str]:
