@@ -143,7 +143,9 @@ VERBS: tuple[Verb, ...] = (
         _o("revision", "commit checksum or version=VERSION", kind="str", into=ARG, metavar="REVISION"),
         *_DEPLOYING, *_ALSO),
         method="Deploy", action="deploy", call=("revision", OPTIONS), unchanged="Already deployed: {result.checksum}"),
-    Verb("rebase", "switch to another ref (REMOTE:REF or REF), keeping /etc changes", "Rebase", (
+    Verb("rebase", "switch to another ref (REMOTE:REF or REF) or bootable container image "
+         "(ostree-unverified-registry:HOST/NAME:TAG, ostree-unverified-image:oci:DIR), keeping /etc changes",
+         "Rebase", (
         _o("refspec", kind="str", into=ARG, metavar="REFSPEC"),
         _o("--preview", "pull the new base and resolve the layered packages on it; show the changes, deploy nothing"),
         *_DEPLOYING, replace(_ALSO[0], into=ARG), _ALSO[1]),

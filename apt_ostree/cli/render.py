@@ -77,6 +77,20 @@ def _finish(result: ops.Result) -> int:
     return 0
 
 
+def _image(op: ops.Op, result: ops.Result) -> None:
+    image = result.image
+    if image is None:
+        return
+    out(f"Image: {image.reference}" + (f" ({image.digest})" if image.digest else ""))
+    if getattr(op, "check", False) or getattr(op, "preview", False):
+        return
+    if image.fetched_layers:
+        out(f"Fetched {image.fetched_layers} of {image.layers} layers: {image.fetched_bytes / 1e6:.1f} MB "
+            f"of {image.total_bytes / 1e6:.1f} MB")
+    elif image.layers and result.changed:
+        out(f"Fetched no layers: all {image.layers} were here already")
+
+
 def _commit_line(prefix: str, result: ops.Result) -> str:
     return f"{prefix} commit: {result.checksum}" + (f" (version {result.version})" if result.version else "")
 
@@ -87,6 +101,7 @@ def render(verb: Verb, op: ops.Op, result: ops.Result, json_output: bool = False
     download), a package diff, a new deployment; the few verbs with output of their own first."""
     if isinstance(op, ops.Search):
         return _found(result, json_output)
+    _image(op, result)
     if not result.changed and verb.unchanged:
         return _unchanged(op, _text(verb.unchanged, op, result))
     if isinstance(op, ops.Upgrade):

@@ -58,8 +58,10 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
     lines.append("Deployments:")
     for d in data["deployments"]:
         mark = "●" if d["booted"] else " "
-        lines.append(f"{mark} {d['origin'] or d['checksum']}")
+        lines.append(f"{mark} {d.get('container-image-reference') or d['origin'] or d['checksum']}")
         rows: list[tuple[str, str]] = []
+        if d.get("container-image-reference-digest"):
+            rows.append(("Digest", d["container-image-reference-digest"]))
         if d["version"]:
             rows.append(("Version", f"{d['version']} ({_when(d['timestamp'])})"))
         else:
@@ -82,6 +84,8 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
             rows.append(("Initramfs", " ".join(["regenerate", *d.get("initramfs-args", [])])))
         if d.get("initramfs-etc"):
             rows.append(("InitramfsEtc", " ".join(d["initramfs-etc"])))
+        if d.get("image-derived-packages"):
+            rows.append(("ImagePackages", ", ".join(d["image-derived-packages"]) + " (added FROM the image)"))
         for key, title in LAYER_ROWS:
             values = d.get(key) or []
             if values:

@@ -10,6 +10,7 @@ the booted deployment; the new deployment is staged when booted.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Sequence
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 
 from apt_ostree import interrupt
 from apt_ostree.core import initramfs_etc, layering
+from apt_ostree.core.imgref import OstreeImageRef, image_ref_name, is_image_reference
 from apt_ostree.core.layer_keys import KEY_FINGERPRINT
 from apt_ostree.core.next_apt import apt_config_root
+from apt_ostree.core.ops import ImagePull
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import CommitInfo, Repo
 from apt_ostree.core.pkgdb import PackageDiff, commit_packages, diff_packages
@@ -59,6 +62,7 @@ class Change:
     diff: PackageDiff | None = None
     deployment: Deployment | None = None
     plan: Plan | None = None
+    image: ImagePull | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,24 @@ class Start:
         return self.origin.kargs.split() if self.on_pending else None
 
 
+Source = Refspec | OstreeImageRef  # what a base follows: an OSTree ref, or a bootable container image
+
+
+def _source(deployment: Deployment) -> Source:
+    if deployment.origin is not None and deployment.origin.container_image:
+        return OstreeImageRef.parse(deployment.origin.container_image)
+    return _origin(deployment)
+
+
+def parse_source(text: str) -> Source:
+    return OstreeImageRef.parse(text) if is_image_reference(text) else Refspec.parse(text)
+
+
 def _origin(deployment: Deployment) -> Refspec:
+    if deployment.origin is not None and deployment.origin.container_image:
+        raise UsageError(f"deployment {deployment.id} follows the image {deployment.origin.container_image}",
+                         hint="an image-based deployment has no OSTree history to deploy from; "
+                              "rebase to another image, or upgrade")
     if not deployment.origin_refspec:
         raise RepoError(f"deployment {deployment.id} has no origin refspec", hint="use rebase REMOTE:REF")
     return Refspec.parse(deployment.origin_refspec)
@@ -194,6 +215,26 @@ def redeploy(sysroot: Sysroot, start: Start, base: str, origin: Origin, progress
     return Change(True, target, current.checksum, version, diff, deployment, plan)
 
 
+def fetch_image(repo: Repo, ref: OstreeImageRef, progress: Progress, *, cache_only: bool = False) \
+        -> tuple[str, ImagePull]:
+    """The commit of the image ``ref`` (pulled, only the layers not here; ``cache_only``: as last pulled)."""
+    from apt_ostree.core import image
+
+    if cache_only:
+        held = repo.resolve_ref(image_ref_name(ref))
+        if held is None:
+            raise RepoError(f"image {ref} has not been pulled", hint="run without --cache-only")
+        state = image.state_of(repo, held)
+        return held, ImagePull(str(ref), state.digest if state else "")
+    progress.step(f"Pulling {ref}")
+    pulled = image.pull(repo, ref, progress)
+    if pulled.fetched_layers:
+        progress.step(f"Fetched {pulled.fetched_layers}/{pulled.layers} layers "
+                      f"({pulled.fetched_bytes / 1e6:.1f} of {pulled.total_bytes / 1e6:.1f} MB)")
+    return pulled.commit, ImagePull(str(ref), pulled.digest, pulled.layers, pulled.fetched_layers,
+                                    pulled.fetched_bytes, pulled.total_bytes)
+
+
 def fetch(repo: Repo, refspec: Refspec, progress: Progress, *, cache_only: bool = False,
           commit_only: bool = False) -> str:
     """The newest commit of ``refspec``, pulled from its remote unless ``cache_only``."""
@@ -223,13 +264,20 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
     origin deployment's, or a changed one for ``upgrade --install``)."""
     start = Start.of(sysroot)
     current = start.origin
-    refspec = _origin(current)
+    source = _source(current)
     origin = origin or origin_of(current)
     repo = sysroot.repo()
-    new_base = fetch(repo, refspec, progress, cache_only=cache_only, commit_only=check or preview)
+    pulled: ImagePull | None = None
+    if isinstance(source, OstreeImageRef):
+        if check or preview:
+            return _check_image(repo, source, current)
+        new_base, pulled = fetch_image(repo, source, progress, cache_only=cache_only)
+    else:
+        new_base = fetch(repo, source, progress, cache_only=cache_only, commit_only=check or preview)
+    refspec = source
     old_base = layering.base_of(repo, current.checksum)
     if not origin.layered and origin == origin_of(current) and new_base == current.checksum:
-        return Change(False, new_base, current.checksum)
+        return Change(False, new_base, current.checksum, image=pulled)
     new_info = repo.commit(new_base)
     old_info = repo.commit(old_base)
     if new_info.timestamp < old_info.timestamp and not allow_downgrade:
@@ -240,11 +288,26 @@ def upgrade(sysroot: Sysroot, progress: Progress, *, check: bool = False, previe
         changed = new_base != old_base
         return Change(changed, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
     if download_only and not origin.layered:  # (nothing to layer: the pull was the download)
-        return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base))
-    return redeploy(sysroot, start, new_base, origin, progress,
-                    LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only,
-                                 lock_finalization=lock_finalization),
-                    version=version, layered_before=origin_of(current).requested)
+        return Change(True, new_base, current.checksum, version, _package_diff(repo, old_base, new_base), image=pulled)
+    change = redeploy(sysroot, start, new_base, origin, progress,
+                      LayerOptions(cache_only=cache_only, allow_inactive=True, download_only=download_only,
+                                   lock_finalization=lock_finalization),
+                      version=version, layered_before=origin_of(current).requested)
+    return dataclasses.replace(change, image=pulled)
+
+
+def _check_image(repo: Repo, ref: OstreeImageRef, current: Deployment) -> Change:
+    """upgrade --check/--preview of an image: its manifest and config fetched, compared by digest."""
+    from apt_ostree.core import image
+
+    fetched = image.check(ref)
+    state = image.state_of(repo, layering.base_of(repo, current.checksum))
+    changed = state is None or state.digest != fetched.manifest_digest
+    labels = fetched.config.labels
+    return Change(changed, labels.get("ostree.commit", ""), current.checksum,
+                  labels.get("org.opencontainers.image.version"),
+                  image=ImagePull(str(ref), fetched.manifest_digest, len(fetched.manifest.layers),
+                                  total_bytes=sum(layer.size for layer in fetched.manifest.layers)))
 
 
 def resolve_revision(repo: Repo, refspec: Refspec, revision: str, progress: Progress, cache_only: bool) -> str:
@@ -295,25 +358,32 @@ def rebase(sysroot: Sysroot, target: str, progress: Progress, *, cache_only: boo
     nothing; the Change's diff is then the base's package diff and its plan the layered one."""
     start = Start.of(sysroot)
     current = start.origin
-    old = _origin(current)
-    new_spec = Refspec.parse(target)
-    if new_spec.remote is None and ":" not in target and old.remote is not None \
-            and sysroot.repo().resolve_ref(target) is None:
+    old = _source(current)
+    new_spec = parse_source(target)
+    if isinstance(new_spec, Refspec) and isinstance(old, Refspec) and new_spec.remote is None \
+            and ":" not in target and old.remote is not None and sysroot.repo().resolve_ref(target) is None:
         new_spec = Refspec(old.remote, target)  # rpm-ostree: a bare REF keeps the current remote
     repo = sysroot.repo()
-    checksum = fetch(repo, new_spec, progress, cache_only=cache_only)
+    pulled: ImagePull | None = None
+    if isinstance(new_spec, OstreeImageRef):
+        checksum, pulled = fetch_image(repo, new_spec, progress, cache_only=cache_only)
+    else:
+        checksum = fetch(repo, new_spec, progress, cache_only=cache_only)
     if checksum == layering.base_of(repo, current.checksum) and str(new_spec) == str(old) and (
             origin is None or origin == origin_of(current)):
-        return Change(False, checksum, current.checksum)
-    new_origin = (origin or origin_of(current)).with_changes(refspec=str(new_spec))
+        return Change(False, checksum, current.checksum, image=pulled)
+    base_origin = origin or origin_of(current)
+    new_origin = base_origin.with_changes(container_image=str(new_spec)) if isinstance(new_spec, OstreeImageRef) \
+        else base_origin.with_changes(refspec=str(new_spec))
     version = repo.commit(checksum).metadata.get("version")
     if preview and not new_origin.layered:
         return Change(True, checksum, current.checksum, version,
-                      _package_diff(repo, layering.base_of(repo, current.checksum), checksum))
-    return redeploy(sysroot, start, checksum, new_origin, progress,
-                    LayerOptions(cache_only=cache_only, allow_inactive=True, dry_run=preview,
-                                 lock_finalization=lock_finalization),
-                    version=version, layered_before=origin_of(current).requested, title=f"Deploying {new_spec}")
+                      _package_diff(repo, layering.base_of(repo, current.checksum), checksum), image=pulled)
+    change = redeploy(sysroot, start, checksum, new_origin, progress,
+                      LayerOptions(cache_only=cache_only, allow_inactive=True, dry_run=preview,
+                                   lock_finalization=lock_finalization),
+                      version=version, layered_before=origin_of(current).requested, title=f"Deploying {new_spec}")
+    return dataclasses.replace(change, image=pulled)
 
 
 def rollback(sysroot: Sysroot) -> Deployment:

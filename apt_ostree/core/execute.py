@@ -123,7 +123,7 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
 def _change(change: deploy.Change) -> Result:
     d = change.deployment
     return Result(change.changed, change.checksum, change.previous, change.version, change.diff, change.plan,
-                  NewDeployment(d.id, d.staged) if d is not None else None)
+                  NewDeployment(d.id, d.staged) if d is not None else None, image=change.image)
 
 
 def _changed_origin(sysroot: Sysroot, install: tuple[str, ...], uninstall: tuple[str, ...]) -> Origin | None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from apt_ostree.core.imgref import OstreeImageRef, is_image_reference
 from apt_ostree.errors import UsageError
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ class Rebase(Deploying):
     def validate(self) -> None:
         _arguments([self.refspec], "refspec")
         super().validate()
+        if is_image_reference(self.refspec):
+            OstreeImageRef.parse(self.refspec)
+            return
         remote, sep, ref = self.refspec.partition(":")
         if sep and not (remote and ref):
             raise UsageError(f"not a refspec: {self.refspec!r}", hint="expected REMOTE:REF or REF")
@@ -307,6 +311,18 @@ class LiveResult:
 
 
 @dataclass(frozen=True)
+class ImagePull:
+    """What an image-based change found: the image's manifest digest, and what was fetched for it."""
+
+    reference: str
+    digest: str
+    layers: int = 0
+    fetched_layers: int = 0
+    fetched_bytes: int = 0
+    total_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class Result:
     """What an operation did (or, for a check, preview or dry run, would do)."""
 
@@ -325,6 +341,7 @@ class Result:
     found: tuple[tuple[str, str, str], ...] = ()  # search: (name, version, summary)
     unlocked: str = ""  # usroverlay: the booted deployment's unlock state now
     live: LiveResult | None = None  # apply-live, -A
+    image: ImagePull | None = None  # upgrade, rebase of an image-based deployment
 
 
 def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:

@@ -5,6 +5,8 @@ keys, so tools that read rpm-ostree origins understand ours:
 
     [origin]    refspec=REMOTE:REF          (no client-side changes)
                 baserefspec=REMOTE:REF      (instead of refspec when something is layered)
+                container-image-reference=ostree-unverified-registry:HOST/NAME:TAG
+                                            (instead of either: the base is a bootable image)
     [packages]  requested=htop;vim;         (names or name=version)
                 requested-local=SHA256:NAME;
     [overrides] remove=nano;
@@ -32,12 +34,14 @@ from dataclasses import dataclass, field, replace
 
 from gi.repository import GLib
 
+from apt_ostree.core.imgref import OstreeImageRef
 from apt_ostree.core.treefile import PACKAGE_RE
 from apt_ostree.errors import UsageError
 
 LOCAL_RE = re.compile(r"^[0-9a-f]{64}:[a-z0-9][a-z0-9+.-]+$")
 # Keys of other groups are kept as they are (e.g. libostree's [origin] unlocked).
-OWN_KEYS = {("origin", "refspec"), ("origin", "baserefspec"), ("packages", "requested"),
+OWN_KEYS = {("origin", "refspec"), ("origin", "baserefspec"), ("origin", "container-image-reference"),
+            ("packages", "requested"),
             ("packages", "requested-local"), ("overrides", "remove"), ("overrides", "replace-local"),
             ("debconf", "selections"), ("rpmostree", "regenerate-initramfs"), ("rpmostree", "initramfs-args"),
             ("rpmostree", "initramfs-etc")}
@@ -108,6 +112,7 @@ class Origin:
     regenerate_initramfs: bool = False
     initramfs_args: tuple[str, ...] = ()  # dracut arguments after the base's (with regenerate_initramfs)
     initramfs_etc: tuple[str, ...] = ()  # tracked /etc files: an overlay initrd
+    container_image: str = ""  # the base is this image (an OstreeImageRef), refspec is then ""
     extra: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)  # (group, key, value) kept verbatim
 
     def __post_init__(self) -> None:
@@ -119,6 +124,13 @@ class Origin:
             check_initramfs_arg(arg)
         for path in self.initramfs_etc:
             check_etc_path(path)
+        if self.container_image:
+            OstreeImageRef.parse(self.container_image)
+
+    @property
+    def source(self) -> str:
+        """What the base follows: the image reference, else the refspec."""
+        return self.container_image or self.refspec
 
     @property
     def layered(self) -> bool:
@@ -147,8 +159,10 @@ class Origin:
     def with_changes(self, *, install: Iterable[str] = (), uninstall: Iterable[str] = (),
                      install_local: Iterable[LocalPackage] = (), remove: Iterable[str] = (),
                      reset: Iterable[str] = (), replace_local: Iterable[LocalPackage] = (),
-                     refspec: str | None = None, debconf: Iterable[str] = ()) -> Origin:
-        """A new origin with requests added and removed (names compared without ``=version``)."""
+                     refspec: str | None = None, container_image: str | None = None,
+                     debconf: Iterable[str] = ()) -> Origin:
+        """A new origin with requests added and removed (names compared without ``=version``);
+        a new ``refspec`` or ``container_image`` replaces what the base follows."""
         gone = set(uninstall)
         requested = [r for r in self.requested if r.partition("=")[0] not in gone and r not in gone]
         for item in install:  # a new name=version replaces an older request for the same name
@@ -160,7 +174,13 @@ class Origin:
         replaced = [p for p in self.override_replace_local if p.name not in reset_set] + list(replace_local)
         answers = {tuple(a.split()[:2]): a for a in self.debconf}
         answers.update({tuple(a.split()[:2]): check_debconf(a) for a in debconf})
-        return replace(self, refspec=refspec or self.refspec, requested=_uniq(requested),
+        if container_image:
+            refspec = ""
+        elif refspec:
+            container_image = ""
+        return replace(self, refspec=self.refspec if refspec is None else refspec,
+                       container_image=self.container_image if container_image is None else container_image,
+                       requested=_uniq(requested),
                        debconf=tuple(sorted(answers.values())),
                        requested_local=tuple(sorted(set(local), key=str)),
                        override_remove=_uniq(removals),
@@ -179,7 +199,8 @@ class Origin:
             value = get(group, key)
             return [v for v in (value or "").split(";") if v]
 
-        refspec = get("origin", "baserefspec") or get("origin", "refspec") or ""
+        image = get("origin", "container-image-reference") or ""
+        refspec = "" if image else get("origin", "baserefspec") or get("origin", "refspec") or ""
         try:
             debconf = [str(x) for x in keyfile.get_string_list("debconf", "selections")]
         except GLib.Error:
@@ -199,7 +220,8 @@ class Origin:
                                                     for v in get_list("overrides", "replace-local")),
                        debconf=tuple(debconf), regenerate_initramfs=regenerate,
                        initramfs_args=tuple(get_list("rpmostree", "initramfs-args")),
-                       initramfs_etc=_uniq(get_list("rpmostree", "initramfs-etc")), extra=tuple(extra))
+                       initramfs_etc=_uniq(get_list("rpmostree", "initramfs-etc")), container_image=image,
+                       extra=tuple(extra))
         except UsageError as e:
             raise UsageError(f"invalid origin file: {e.message}", hint=e.hint) from None
 
@@ -207,7 +229,10 @@ class Origin:
         kf = GLib.KeyFile()
         for group, key, value in self.extra:
             kf.set_value(group, key, value)
-        kf.set_string("origin", "baserefspec" if self.layered else "refspec", self.refspec)
+        if self.container_image:
+            kf.set_string("origin", "container-image-reference", self.container_image)
+        else:
+            kf.set_string("origin", "baserefspec" if self.layered else "refspec", self.refspec)
 
         def put(group: str, key: str, values: Iterable[object]) -> None:
             items = [str(v) for v in values]

@@ -119,7 +119,10 @@ class Proxy:
 
     # ----------------------------------------------------------- images
     def open(self, image: ImageRef) -> int:
-        value, _, _ = self._call("OpenImage", str(image))
+        try:
+            value, _, _ = self._call("OpenImage", str(image))
+        except ImageError as e:
+            raise ImageError(f"cannot open image {image}: {e.message}", hint=e.hint) from None
         return int(value)
 
     def fetch(self, image: ImageRef) -> tuple[int, Fetched]:

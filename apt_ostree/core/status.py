@@ -38,6 +38,29 @@ def _layer_json(repo: Repo, d: Deployment, meta: Mapping[str, Any]) -> dict[str,
     return out
 
 
+def _image_json(repo: Repo, d: Deployment, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """rpm-ostree's container-image-reference(-digest) of an image-based deployment, and apt-ostree's
+    image-derived-packages: what the layers added FROM the bootable image by other tools changed."""
+    from apt_ostree.core import image
+    from apt_ostree.core.pkgdb import commit_packages, diff_packages
+
+    if d.origin is None or not d.origin.container_image:
+        return {}
+    commit = str(meta.get(layering.KEY_BASE)) if meta.get(layering.KEY_CLIENTLAYER) else d.checksum
+    out: dict[str, Any] = {"container-image-reference": d.origin.container_image}
+    try:
+        state = image.state_of(repo, commit)
+        out["container-image-reference-digest"] = state.digest if state else None
+        image_base = repo.commit(commit).metadata.get(image.KEY_BASE)
+        if image_base:
+            diff = diff_packages(commit_packages(repo, str(image_base)), commit_packages(repo, commit))
+            out["image-derived-packages"] = [f"{p.name} {p.version}" for p in diff.added] + \
+                [f"{c.name} {c.new}" for c in (*diff.upgraded, *diff.downgraded)]
+    except RepoError:
+        out["container-image-reference-digest"] = None
+    return out
+
+
 def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
     try:
         info = repo.commit(d.checksum)
@@ -63,6 +86,7 @@ def deployment_json(repo: Repo, d: Deployment) -> dict[str, Any]:
         "index": d.index,
         "kernel-arguments": d.kargs,
         **_layer_json(repo, d, meta),
+        **_image_json(repo, d, meta),
     }
 
 
@@ -121,8 +145,13 @@ def cached_update(sysroot: Sysroot, deployments: list[Deployment]) -> dict[str, 
     if default is None or default.origin is None:
         return None
     repo = sysroot.repo()
-    refspec = str(default.origin.refspec)
-    head = repo.resolve_ref(refspec)
+    refspec = default.origin.source
+    if default.origin.container_image:
+        from apt_ostree.core.imgref import OstreeImageRef, image_ref_name
+
+        head = repo.resolve_ref(image_ref_name(OstreeImageRef.parse(refspec)))
+    else:
+        head = repo.resolve_ref(refspec)
     base = deployment_json(repo, default).get("base-checksum") or default.checksum
     if head is None or head == base:
         return None

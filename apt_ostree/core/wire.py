@@ -24,7 +24,7 @@ def types() -> dict[str, type]:
     from apt_ostree.core.plan import Plan, PlannedPackage
 
     return {cls.__name__: cls for cls in (*ops.OPS, ops.Request, ops.Result, ops.NewDeployment, ops.LiveResult,
-                                          PackageDiff, Change, Package, Plan, PlannedPackage)}
+                                          ops.ImagePull, PackageDiff, Change, Package, Plan, PlannedPackage)}
 
 
 def encode(value: Any) -> Any:
