@@ -2,7 +2,8 @@
 #   make demo    compose examples/trixie.yaml into _build/repo, build a disk image, boot it, layer htop,
 #                reboot, show status (make demo RELEASE=bookworm: the same with Debian 12)
 #   make check   the whole test suite: the unit, root and dbus tiers, and the vm tier beside them
-# Both install their own Debian dependencies first (idempotently).
+# Both install their own Debian dependencies first (idempotently). docker-registry's own service is
+# masked before it is installed: the tests start registries on 127.0.0.1 themselves.
 
 PYTHON  := /usr/bin/python3
 BUILD   := _build
@@ -18,7 +19,8 @@ APT_OSTREE := PYTHONPATH=$(CURDIR) $(PYTHON) -m apt_ostree.cli.main
 DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml python3-pytest \
 	python3-venv bubblewrap mmdebstrap dpkg-dev debhelper dh-python fakeroot lintian \
 	arch-test ca-certificates qemu-system-x86 qemu-utils grub-pc-bin grub2-common fdisk \
-	openssh-client grub-efi-amd64-bin ovmf mtools dosfstools dbus-daemon systemd procps util-linux
+	openssh-client grub-efi-amd64-bin ovmf mtools dosfstools dbus-daemon systemd procps util-linux \
+	skopeo umoci buildah docker-registry
 
 .PHONY: all deps deb demo check lint clean completion generated
 
@@ -29,6 +31,8 @@ deps:
 		| grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing: $$missing"; \
+		case " $$missing " in *" docker-registry "*) \
+			systemctl mask docker-registry.service >/dev/null 2>&1 || true;; esac; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 

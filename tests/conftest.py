@@ -28,9 +28,9 @@ class Cli:
     stderr: str
 
 
-def apt_ostree(*args: str | Path, check: bool = True) -> Cli:
-    """Run the apt-ostree CLI from this checkout, as a user would."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8"}
+def apt_ostree(*args: str | Path, check: bool = True, env: dict[str, str] | None = None) -> Cli:
+    """Run the apt-ostree CLI from this checkout, as a user would (``env``: more variables)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8", **(env or {})}
     proc = subprocess.run(["/usr/bin/python3", "-m", "apt_ostree.cli.main", *map(str, args)],
                           env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:

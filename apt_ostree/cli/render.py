@@ -67,6 +67,8 @@ def _live(live: ops.LiveResult, diff: bool) -> None:
 
 def _finish(result: ops.Result) -> int:
     d = result.deployment
+    if result.container_root:
+        out("Changed this container's root: an image built from it has the packages as its own.")
     if d is not None:
         out(f"{'Staged' if d.staged else 'Deployed'}: {d.id}")
     if result.live is not None:

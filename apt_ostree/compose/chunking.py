@@ -105,6 +105,7 @@ def plan(files: Sequence[tuple[str, str, int]], packages: Sequence[PackageInfo],
     objects_of: dict[str, list[str]] = {}  # package -> checksums
     for checksum, owners in owners_of.items():
         objects_of.setdefault(min(owners), []).append(checksum)
+    _kernel_files(paths_of, owners_of, objects_of, owner_of_path)
     owned = {c for cs in objects_of.values() for c in cs}
     remainder = tuple(ChunkObject(c, tuple(sorted(paths_of[c]))) for c in sorted(paths_of) if c not in owned)
     n = max_layers - 1
@@ -124,6 +125,23 @@ def plan(files: Sequence[tuple[str, str, int]], packages: Sequence[PackageInfo],
             chunks.append(Chunk(tuple(sorted(names)), tuple(ChunkObject(c, tuple(sorted(paths_of[c]))) for c in objs),
                                 sum(size_of[c] for c in objs)))
     return Chunking(tuple(chunks), remainder)
+
+
+def _kernel_files(paths_of: Mapping[str, list[str]], owners_of: Mapping[str, set[str]],
+                  objects_of: dict[str, list[str]], owner_of_path: Mapping[str, str]) -> None:
+    """Files of usr/lib/modules/KVER that no package lists (vmlinuz moved there, the initramfs, depmod's
+    indexes) go with the kernel's package: they change when it does."""
+    for checksum, paths in paths_of.items():
+        if checksum in owners_of:
+            continue
+        for path in paths:
+            parts = path.split("/")
+            if len(parts) > 4 and parts[:3] == ["usr", "lib", "modules"]:
+                kdir = "/".join(parts[:4])
+                owner = owner_of_path.get(f"{kdir}/modules.order") or owner_of_path.get(f"{kdir}/modules.builtin")
+                if owner:
+                    objects_of.setdefault(owner, []).append(checksum)
+                    break
 
 
 def _bins_fresh(names: Sequence[str], by_name: Mapping[str, PackageInfo], n: int,

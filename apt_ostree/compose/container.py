@@ -43,6 +43,7 @@ from apt_ostree.core.oci import (
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.ostree_objects import Objects
 from apt_ostree.core.ostree_tar import ChunkObject, LayerWriter
+from apt_ostree.core.skopeo import containers_env, skopeo_argv
 from apt_ostree.errors import CommandError, ImageError, UsageError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run
@@ -150,7 +151,8 @@ def previous_manifest(target: ImageRef, explicit: Path | None) -> Manifest | Non
     if target.transport == "oci-archive":
         return _archive_manifest(Path(target.name), target.tag)
     try:
-        raw = run(["skopeo", "inspect", "--raw", str(target)], capture=True, what="skopeo inspect").stdout
+        raw = run(skopeo_argv("inspect", "--raw", str(target)), capture=True, env=containers_env(),
+                  what="skopeo inspect").stdout
     except CommandError:
         return None  # (no image there yet)
     try:
@@ -211,8 +213,9 @@ def encapsulate(repo: Repo, rev: str, target: ImageRef, opts: EncapsulateOptions
             _write_archive(layout, Path(target.name))
         elif target.transport == "docker":
             progress.step(f"Pushing to {target}")
-            run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout.path}" + (
-                f":{target.tag}" if target.tag else ""), str(target)], progress=progress, what="skopeo copy")
+            run(skopeo_argv("copy", "--quiet", "--preserve-digests", f"oci:{layout.path}" + (
+                f":{target.tag}" if target.tag else ""), str(target)), progress=progress, env=containers_env(),
+                what="skopeo copy")
     return EncapsulateResult(str(target), commit, manifest_desc.digest, manifest.layers)
 
 

@@ -49,6 +49,11 @@ def automatic_upgrade(sysroot_path: Path) -> Upgrade | None:
 def execute(op: Op, sysroot_path: Path, progress: Progress) -> Result:
     """Run ``op`` on the sysroot at ``sysroot_path``; a typed error when it cannot be done."""
     op.validate()
+    if isinstance(op, PackageChange) and Path(sysroot_path) == Path("/"):
+        from apt_ostree.core import container_mode
+
+        if container_mode.applies():  # (a container build of our image: no sysroot, the root is the tree)
+            return container_mode.change(op, progress)
     sysroot = Sysroot.open(sysroot_path)
     reboot = bool(getattr(op, "reboot", False))
     if reboot and not sysroot.is_booted:

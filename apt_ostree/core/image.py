@@ -47,6 +47,7 @@ KEY_BASE = "apt-ostree.image.base-commit"  # (a derived image's commit: the imag
 DROPPED_METADATA = ("apt-ostree.packages", "apt-ostree.inputhash")  # (no longer true of a derived tree)
 IMAGE_REFS = "ostree/container/image"
 DROPPED_DIRS = ("sysroot", "run", "tmp", "var", "dev", "proc", "sys")
+BUILDAH_INJECTED = ("usr/etc/hostname", "usr/etc/hosts", "usr/etc/resolv.conf")  # (empty placeholders of RUN)
 HOST_ARCH = "amd64"
 
 
@@ -80,10 +81,11 @@ class Pulled:
     total_bytes: int
 
 
-def state_of(repo: Repo, commit: str) -> ImageState | None:
-    meta: Mapping[str, Any] = repo.commit(commit).metadata
+def state_of(repo: Repo, rev: str) -> ImageState | None:
+    info = repo.commit(rev)
+    meta: Mapping[str, Any] = info.metadata
     if KEY_DIGEST not in meta:
-        meta = Objects(repo).commitmeta_values(commit)
+        meta = Objects(repo).commitmeta_values(info.checksum)
     if KEY_DIGEST not in meta:
         return None
     try:
@@ -290,6 +292,8 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, upper: Path, 
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove(dest)
         os.mknod(dest, stat.S_IFCHR | 0o600, 0)
+        return
+    if rel in BUILDAH_INJECTED and member.isfile() and member.size == 0:
         return
     dest = upper / rel
     dest.parent.mkdir(parents=True, exist_ok=True)

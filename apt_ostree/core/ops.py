@@ -342,6 +342,7 @@ class Result:
     unlocked: str = ""  # usroverlay: the booted deployment's unlock state now
     live: LiveResult | None = None  # apply-live, -A
     image: ImagePull | None = None  # upgrade, rebase of an image-based deployment
+    container_root: bool = False  # install/uninstall in a container build: the root itself changed
 
 
 def _arguments(items: tuple[str, ...] | list[str], what: str) -> None:

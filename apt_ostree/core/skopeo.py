@@ -42,8 +42,8 @@ class Proxy:
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc: Process = spawn(
-                ["skopeo", "experimental-image-proxy", "--sockfd", str(child.fileno())], pass_fds=[child.fileno()],
-                env=_passthrough_env())
+                skopeo_argv("experimental-image-proxy", "--sockfd", str(child.fileno())), pass_fds=[child.fileno()],
+                env=containers_env())
         except FileNotFoundError:
             self._sock.close()
             raise ImageError("skopeo is not installed", hint="apt install skopeo") from None
@@ -141,7 +141,14 @@ class Proxy:
             yield f
 
 
-def _passthrough_env() -> dict[str, str]:
+def skopeo_argv(*args: str) -> list[str]:
+    """skopeo with ``args``; $CONTAINERS_REGISTRIES_CONF as its --registries-conf (skopeo 1.9 reads only
+    the flag, podman and later skopeo the variable too)."""
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    return ["skopeo", *(["--registries-conf", conf] if conf else []), *args]
+
+
+def containers_env() -> dict[str, str]:
     """The containers configuration variables a caller set (registries.conf, auth.json, policy)."""
     keys = ("CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE", "CONTAINERS_POLICY_JSON", "XDG_RUNTIME_DIR",
             "DOCKER_CONFIG")
