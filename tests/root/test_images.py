@@ -19,6 +19,7 @@ from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
 from tests.conftest import Composed, apt_ostree, error_lines
 from tests.debrepo import SignedRepo
+from tests.images import build_derived
 from tests.root.conftest import trust
 from tests.root.test_deployments import derive
 
@@ -223,3 +224,24 @@ def test_registry_update_fetches_only_the_changed_layers(minimal: Composed, mini
     d = status(root)[0]
     assert d["checksum"] == minimal_extra.checksum and d["container-image-reference-digest"] == second
     assert (root / "ostree/deploy/debian/deploy" / f"{d['checksum']}.0/usr/bin/htop").exists()
+
+
+def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Image, tmp_path: Path) -> None:
+    """FROM our image, RUN apt-ostree install hello (container mode: no sysroot, no daemon): the new
+    layer is applied to the image's commit; the package is the image's own, not layered."""
+    dest = f"oci:{tmp_path / 'derived'}:1"
+    log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah")
+    assert "Changed this container's root" in log
+    root = sysroot_of(tmp_path / "sysroot", minimal.repo, minimal.checksum, "test/os")
+    out = apt_ostree("rebase", "--sysroot", root, f"ostree-unverified-image:{dest}").stdout
+    layers = len(json.loads(skopeo("inspect", "--raw", dest))["layers"])
+    assert f"Fetched 1 of {layers} layers" in out, out  # (the image's commit is here: only the new layer)
+    d = status(root)[0]
+    assert [p.split()[0] for p in d["image-derived-packages"]] == ["hello"] and d["packages"] == []
+    deployment = root / "ostree/deploy/debian/deploy" / f"{d['checksum']}.0"
+    assert (deployment / "usr/bin/hello").is_file()
+    assert "hello" in (deployment / "usr/share/dpkg/database/status").read_text()
+    assert not (deployment / "usr/etc/resolv.conf").exists()  # (buildah's empty placeholder dropped)
+    assert not list((deployment / "var").iterdir()) or (deployment / "var").is_dir()
+    assert Repo.open(root / "ostree/repo").commit(str(d["checksum"])).parent == minimal.checksum
+    assert "ImagePackages: hello" in apt_ostree("status", "--sysroot", root).stdout

@@ -1,0 +1,31 @@
+"""Derived container images for the tests: a Containerfile ``FROM`` our image whose ``RUN`` is
+``apt-ostree install PKG`` (container mode), built by buildah with chroot isolation (podman run does
+not work on these machines: crun's setrlimit is refused) and pushed to an OCI layout."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
+
+
+def buildah(work: Path, *args: str) -> str:
+    """buildah with its storage in ``work`` (nothing in the machine's /var/lib/containers)."""
+    proc = subprocess.run(["buildah", "--root", str(work / "storage"), "--runroot", str(work / "run"), *args],
+                          capture_output=True, text=True, env=ENV)
+    if proc.returncode != 0:
+        raise AssertionError(f"buildah {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def build_derived(base: str, packages: list[str], dest: str, work: Path) -> str:
+    """``FROM base`` + ``RUN apt-ostree install PACKAGES``, pushed to ``dest`` (oci:DIR:TAG); the build log."""
+    context = work / f"context-{'-'.join(packages)}"
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Containerfile").write_text(f"FROM {base}\nRUN apt-ostree install {' '.join(packages)}\n")
+    tag = f"localhost/aot-derived:{'-'.join(packages)}"
+    log = buildah(work, "bud", "--isolation", "chroot", "-t", tag, "-f", str(context / "Containerfile"),
+                  str(context))
+    buildah(work, "push", tag, dest)
+    return log
