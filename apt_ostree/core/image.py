@@ -97,10 +97,19 @@ def state_of(repo: Repo, rev: str) -> ImageState | None:
 
 def check(ref: OstreeImageRef) -> Fetched:
     """The image's manifest and configuration, fetched (nothing else is)."""
+    _check_verification(ref)
     with Proxy() as proxy:
         _handle, fetched = proxy.fetch(ref.image)
     _validate(ref, fetched)
     return fetched
+
+
+def _check_verification(ref: OstreeImageRef) -> None:
+    if ref.verify == "signed":
+        raise ImageError(f"{ref}: containers-policy.json signatures cannot be checked here",
+                         hint="this skopeo's image proxy does not apply policy.json; sign the OSTree commit "
+                              "(ostree gpg-sign) and use ostree-remote-image:REMOTE:..., or "
+                              "ostree-unverified-image:... for an image you trust by other means")
 
 
 def _validate(ref: OstreeImageRef, fetched: Fetched) -> tuple[str, int]:
@@ -139,7 +148,10 @@ def known_layers(repo: Repo) -> set[str]:
 
 
 def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
-    """Fetch and import ``ref``; its commit is then kept by :func:`image_ref_name`."""
+    """Fetch and import ``ref``; its commit is then kept by :func:`image_ref_name`. With an
+    ``ostree-remote-image:REMOTE:`` reference the commit must be signed by a key of REMOTE: checked
+    before anything is committed (and on a commit that is here already)."""
+    _check_verification(ref)
     objects = Objects(repo)
     with Proxy() as proxy:
         handle, fetched = proxy.fetch(ref.image)
@@ -152,7 +164,12 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
             if state is not None and state.digest == fetched.manifest_digest:
                 return Pulled(held, fetched.manifest_digest, fetched.config.labels.get(
                     "org.opencontainers.image.version"), False, len(layers), 0, 0, total)
+        if ref.verify == "remote" and len(layers) > n_ostree:
+            raise ImageError(f"{ref.image}: {len(layers) - n_ostree} layers were added after the signed commit",
+                             hint=f"their content is not covered by the signature remote {ref.remote} checks")
         have_base = objects.has("commit", base) and not objects.missing(base)
+        if have_base:
+            _check_signature(objects, ref, base)
         known = set() if have_base else known_layers(repo)
         fetched_layers, fetched_bytes = 0, 0
         if not have_base:
@@ -173,6 +190,7 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
                 if missing:
                     raise ImageError(f"{ref.image}: commit {base[:12]} is incomplete: {len(missing)} objects "
                                      f"missing ({missing[0]})")
+                _check_signature(objects, ref, base)
                 objects.commit_transaction()
             except BaseException:
                 objects.abort()
@@ -191,6 +209,15 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
     repo.set_ref(None, image_ref_name(ref), commit)
     return Pulled(commit, fetched.manifest_digest, fetched.config.labels.get("org.opencontainers.image.version"),
                   True, len(layers), fetched_layers, fetched_bytes, total)
+
+
+def _check_signature(objects: Objects, ref: OstreeImageRef, commit: str) -> None:
+    if ref.verify != "remote" or ref.remote is None:
+        return
+    why = objects.verify_for_remote(commit, ref.remote)
+    if why is not None:
+        raise ImageError(f"{ref.image}: commit {commit[:12]} is not signed for remote {ref.remote}: {why}",
+                         hint=f"the keys of remote {ref.remote} (ostree remote gpg-import) must have signed it")
 
 
 @contextlib.contextmanager

@@ -260,6 +260,21 @@ class Objects:
         recurse(root.tree, root.meta)
         return out
 
+    def verify_for_remote(self, commit: str, remote: str) -> str | None:
+        """None if ``commit`` carries a valid signature by a key of ``remote`` (GPG, libostree's
+        rules for that remote), else why not (also inside a transaction: its staged objects count)."""
+        if remote not in (self._raw.remote_list() or []):
+            return f"no remote {remote!r} in {self.repo.path}"
+        try:
+            result = self._raw.verify_commit_for_remote(commit, remote, None)
+        except GLib.Error as e:
+            return str(e.message)
+        try:
+            result.require_valid_signature()
+        except GLib.Error as e:
+            return str(e.message)
+        return None
+
     # ----------------------------------------------------------- writing
     def begin(self) -> None:
         try:

@@ -245,3 +245,40 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
     assert not list((deployment / "var").iterdir()) or (deployment / "var").is_dir()
     assert Repo.open(root / "ostree/repo").commit(str(d["checksum"])).parent == minimal.checksum
     assert "ImagePackages: hello" in apt_ostree("status", "--sysroot", root).stdout
+
+
+def test_an_image_whose_commit_is_signed_for_a_remote(minimal: Composed, image: Image, aot_repo: SignedRepo,
+                                                     tmp_path: Path) -> None:
+    """ostree-remote-image:REMOTE:… deploys only a commit signed by a key of REMOTE (the signature
+    travels in the image as the commit's detached metadata); an unsigned one is refused before anything
+    is written. ostree-image-signed: is refused with the reason."""
+    repo = tmp_path / "repo"
+    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare"], check=True)
+    subprocess.run(["ostree", "pull-local", f"--repo={repo}", str(minimal.repo), minimal.checksum], check=True,
+                   capture_output=True)
+    gnupg = aot_repo.path.parent / "gnupg"
+    listing = subprocess.run(["gpg", "--homedir", str(gnupg), "--list-secret-keys", "--with-colons"], check=True,
+                             capture_output=True, text=True).stdout
+    key = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    subprocess.run(["ostree", "gpg-sign", f"--repo={repo}", minimal.checksum, key, f"--gpg-homedir={gnupg}"],
+                   check=True, capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "all"], check=False, capture_output=True)
+    signed = f"oci:{tmp_path / 'signed'}:1"
+    encapsulate(repo, minimal.checksum, signed)
+    other = derive(repo, "test/os", "13.1", {"usr/share/apt-ostree-test/other": "x\n"}, tmp_path,
+                   base=minimal.checksum)
+    root = sysroot_of(tmp_path / "sysroot", repo, other, "test/os")
+    sysrepo = root / "ostree/repo"
+    subprocess.run(["ostree", "remote", "add", f"--repo={sysrepo}", f"--gpg-import={aot_repo.keyring}", "signer",
+                    "file:///nonexistent"], check=True)
+    cli = apt_ostree("rebase", "--sysroot", root, f"ostree-remote-image:signer:{image.ref}", check=False)
+    assert cli.returncode == 1 and "is not signed for remote signer" in error_lines(cli)[0]
+    assert len(status(root)) == 1 and not [r for r in Repo.open(sysrepo).refs() if r.startswith("ostree/container")]
+    assert subprocess.run(["ostree", "show", f"--repo={sysrepo}", minimal.checksum], capture_output=True
+                          ).returncode != 0  # (the transaction was aborted: no commit object)
+    cli = apt_ostree("rebase", "--sysroot", root, f"ostree-image-signed:{signed}", check=False)
+    assert cli.returncode == 1 and "policy.json" in error_lines(cli)[0] and len(status(root)) == 1
+    imgref = f"ostree-remote-image:signer:{signed}"
+    apt_ostree("rebase", "--sysroot", root, imgref)
+    d = status(root)[0]
+    assert d["checksum"] == minimal.checksum and d["container-image-reference"] == imgref

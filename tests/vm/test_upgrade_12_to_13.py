@@ -4,6 +4,9 @@ merged with the admin's /etc), /etc edits survive both ways, each step proven by
 Issue 13 on Debian 12, on the same reboots: the package is layered with ``install -A`` (it runs at
 once), an /etc file tracked by ``initramfs-etc`` reaches the initrd through the overlay initrd and
 GRUB's menu, and ``usroverlay`` lets ``dpkg -i`` through at the end.
+Issue 14 on the same guest, then: the Debian 12 system rebases to a bootable Debian 13 container image
+built FROM ours by buildah (``RUN apt-ostree install hello``), upgrades to the next build of it (one more
+package: only the new layer is fetched), keeps its layered htop on both, and rolls back.
 (A BIOS guest: under UEFI the rollback from 13 to 12 did not boot again, 2026-12-03; see the session
 note. Runs after the test_updates* files: the Debian 13 guest idles meanwhile.)"""
 
@@ -16,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Composed
+from tests.conftest import Composed, apt_ostree
 from tests.debrepo import Deb, build_deb
+from tests.images import build_derived
 from tests.vm import conftest as vm
 from tests.vm.conftest import publish
 from tests.vm.qemu import Guest
@@ -28,11 +32,21 @@ pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="module")
-def guest12(bookworm: Composed, minimal: Composed, updates: Path,
+def images(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OCI layouts: the Debian 13 commit as an image (oci:DIR/oci:base), and FROM it, with hello
+    installed by apt-ostree in the build (oci:DIR/oci:derived)."""
+    top = tmp_path_factory.mktemp("images")
+    apt_ostree("compose", "container-encapsulate", "--repo", minimal.repo, minimal.checksum, f"oci:{top}/oci:base")
+    build_derived(f"oci:{top}/oci:base", ["hello"], f"oci:{top}/oci:derived", top / "buildah")
+    return top
+
+
+@pytest.fixture(scope="module")
+def guest12(bookworm: Composed, minimal: Composed, updates: Path, images: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     publish(updates, bookworm.repo, bookworm.ref, bookworm.checksum)
     publish(updates, minimal.repo, minimal.ref, minimal.checksum)  # Debian 13 as composed (other tests moved it)
-    with vm.booted_guest(bookworm, updates, tmp_path_factory.mktemp("vm12"), "aotest12") as g:
+    with vm.booted_guest(bookworm, updates, tmp_path_factory.mktemp("vm12"), "aotest12", images=images) as g:
         yield g
 
 
@@ -40,7 +54,7 @@ def version(g: Guest, package: str) -> str:
     return g.run(f"dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' {package}").stdout.strip()
 
 
-def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minimal: Composed,
+def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minimal: Composed, images: Path,
                                        tmp_path: Path) -> None:
     g = guest12
     assert g.run("cat /etc/debian_version").stdout.startswith("12.")
@@ -106,3 +120,37 @@ def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minim
     assert "lost at the next reboot" in installed.stderr + installed.stdout, installed.stderr
     assert g.run("cat /usr/share/aot-hello/hello").stdout == "hello\n"
     assert "Unlocked: development" in g.run("apt-ostree status").stdout
+
+    # issue 14: to a bootable Debian 13 image built FROM ours; its commit is here (the 13 deployment's
+    # base), so only the layer the Containerfile added is fetched
+    imgref = f"ostree-unverified-image:oci:{vm.GUEST_IMAGES}/oci:derived"
+    out = g.run(f"apt-ostree rebase {imgref}", timeout=1800).stdout
+    assert "Fetched 1 of " in out, out
+    reboot(g)
+    d = booted(g)
+    assert d["container-image-reference"] == imgref and d["origin"] is None
+    first = d["container-image-reference-digest"]
+    assert [p.split()[0] for p in d["image-derived-packages"]] == ["hello"] and d["packages"] == ["htop"]
+    assert g.run("hello").stdout.startswith("Hello, world!")
+    assert g.run("cat /etc/debian_version").stdout.startswith("13.") and g.run("htop --version").returncode == 0
+    assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "kept-across-releases"
+    human = g.run("apt-ostree status").stdout
+    assert f"● {imgref}" in human and "ImagePackages: hello" in human and f"Digest: {first}" in human
+    assert g.run("systemctl --failed --no-legend").stdout.strip() == ""
+
+    # the next build of the image, under the same tag: upgrade fetches its new layer only
+    build_derived(f"oci:{images}/oci:base", ["hello", "sl"], f"oci:{images}/oci:derived", images / "buildah")
+    assert "Available" in g.run("apt-ostree upgrade --check", timeout=600).stdout
+    out = g.run("apt-ostree upgrade", timeout=1800).stdout
+    assert "Fetched 1 of " in out, out
+    reboot(g)
+    d = booted(g)
+    assert d["container-image-reference-digest"] != first and d["packages"] == ["htop"]
+    assert sorted(p.split()[0] for p in d["image-derived-packages"]) == ["hello", "sl"]
+    assert g.run("test -x /usr/games/sl").returncode == 0 and g.run("htop --version").returncode == 0
+
+    g.run("apt-ostree rollback")
+    reboot(g)
+    d = booted(g)
+    assert d["container-image-reference-digest"] == first
+    assert g.run("test -e /usr/games/sl", check=False).returncode != 0 and g.run("hello").returncode == 0
