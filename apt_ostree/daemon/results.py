@@ -47,4 +47,9 @@ def result_vardict(result: dict[str, Any]) -> dict[str, GLib.Variant]:
         out["finalized-deployment"] = GLib.Variant("s", str(result["finalized"]))
     if result.get("removed"):
         out["removed-deployments"] = GLib.Variant("as", [str(d) for d in result["removed"]])
+    image = result.get("image")
+    if image:
+        out["image-reference"] = GLib.Variant("s", str(image["reference"]))
+        out["image-digest"] = GLib.Variant("s", str(image["digest"]))
+        out["image-fetched-bytes"] = GLib.Variant("t", int(image["fetched_bytes"]))
     return out
