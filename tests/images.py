@@ -19,11 +19,15 @@ def buildah(work: Path, *args: str) -> str:
     return proc.stdout
 
 
-def build_derived(base: str, packages: list[str], dest: str, work: Path) -> str:
-    """``FROM base`` + ``RUN apt-ostree install PACKAGES``, pushed to ``dest`` (oci:DIR:TAG); the build log."""
+def build_derived(base: str, packages: list[str], dest: str, work: Path, remove: list[str] | None = None) -> str:
+    """``FROM base`` + ``RUN apt-ostree install PACKAGES`` (+ ``RUN apt-ostree uninstall REMOVE``), pushed to
+    ``dest`` (oci:DIR:TAG); the build log."""
     context = work / f"context-{'-'.join(packages)}"
     context.mkdir(parents=True, exist_ok=True)
-    (context / "Containerfile").write_text(f"FROM {base}\nRUN apt-ostree install {' '.join(packages)}\n")
+    steps = f"FROM {base}\nRUN apt-ostree install {' '.join(packages)}\n"
+    if remove:
+        steps += f"RUN apt-ostree uninstall {' '.join(remove)}\n"
+    (context / "Containerfile").write_text(steps)
     tag = f"localhost/aot-derived:{'-'.join(packages)}"
     log = buildah(work, "bud", "--isolation", "chroot", "-t", tag, "-f", str(context / "Containerfile"),
                   str(context))

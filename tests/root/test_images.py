@@ -17,7 +17,7 @@ import pytest
 
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
-from tests.conftest import Composed, apt_ostree, error_lines
+from tests.conftest import EPOCH, MINIMAL, Composed, apt_ostree, error_lines
 from tests.debrepo import SignedRepo
 from tests.images import build_derived
 from tests.root.conftest import trust
@@ -227,19 +227,20 @@ def test_registry_update_fetches_only_the_changed_layers(minimal: Composed, mini
 
 
 def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Image, tmp_path: Path) -> None:
-    """FROM our image, RUN apt-ostree install hello (container mode: no sysroot, no daemon): the new
-    layer is applied to the image's commit; the package is the image's own, not layered."""
+    """FROM our image, RUN apt-ostree install hello, RUN apt-ostree uninstall less (container mode: no
+    sysroot, no daemon): the new layers are applied to the image's commit (the removal's whiteouts
+    too); the package is the image's own, not layered."""
     dest = f"oci:{tmp_path / 'derived'}:1"
-    log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah")
+    log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah", remove=["less"])
     assert "Changed this container's root" in log
     root = sysroot_of(tmp_path / "sysroot", minimal.repo, minimal.checksum, "test/os")
     out = apt_ostree("rebase", "--sysroot", root, f"ostree-unverified-image:{dest}").stdout
     layers = len(json.loads(skopeo("inspect", "--raw", dest))["layers"])
-    assert f"Fetched 1 of {layers} layers" in out, out  # (the image's commit is here: only the new layer)
+    assert f"Fetched 1 of {layers} layers" in out, out  # (only the new layer: buildah squashes RUNs)
     d = status(root)[0]
     assert [p.split()[0] for p in d["image-derived-packages"]] == ["hello"] and d["packages"] == []
     deployment = root / "ostree/deploy/debian/deploy" / f"{d['checksum']}.0"
-    assert (deployment / "usr/bin/hello").is_file()
+    assert (deployment / "usr/bin/hello").is_file() and not (deployment / "usr/bin/less").exists()
     assert "hello" in (deployment / "usr/share/dpkg/database/status").read_text()
     assert not (deployment / "usr/etc/resolv.conf").exists()  # (buildah's empty placeholder dropped)
     assert not list((deployment / "var").iterdir()) or (deployment / "var").is_dir()
@@ -282,3 +283,22 @@ def test_an_image_whose_commit_is_signed_for_a_remote(minimal: Composed, image: 
     apt_ostree("rebase", "--sysroot", root, imgref)
     d = status(root)[0]
     assert d["checksum"] == minimal.checksum and d["container-image-reference"] == imgref
+
+
+def test_compose_image_with_labels_and_cmd(minimal: Composed, cachedir: Path, tmp_path: Path) -> None:
+    """compose image: the treefile composed (unchanged here: the session's commit), then encapsulated
+    with --label, --copymeta and --cmd."""
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-al", str(minimal.repo), str(repo)], check=True)  # (the shared ref stays put)
+    archive = tmp_path / "image.ociarchive"
+    out = apt_ostree("compose", "image", MINIMAL, f"oci-archive:{archive}:13", "--repo", repo, "--cachedir",
+                     cachedir, "--source-date-epoch", EPOCH, "--label", "org.example.role=server",
+                     "--copymeta", "version", "--cmd", "/sbin/init").stdout
+    commit = next(line.split()[-1] for line in out.splitlines() if line.startswith("Commit: "))
+    config = json.loads(skopeo("inspect", "--config", "--raw", f"oci-archive:{archive}:13"))
+    labels = config["config"]["Labels"]
+    assert labels["ostree.commit"] == commit and labels["org.example.role"] == "server" and labels["version"]
+    assert config["config"]["Cmd"] == ["/sbin/init"]
+    cli = apt_ostree("compose", "container-encapsulate", "--repo", repo, commit, f"oci:{tmp_path}/x", "--copymeta",
+                     "no-such-key", check=False)
+    assert cli.returncode == 1 and "no-such-key" in error_lines(cli)[0] and not (tmp_path / "x").exists()
