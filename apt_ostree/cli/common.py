@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apt_ostree.core.atomic import write_atomic
 from apt_ostree.core.pkgdb import PackageDiff
 from apt_ostree.errors import UsageError
 from apt_ostree.progress import Progress, TerminalProgress
@@ -46,15 +45,7 @@ def write_atomically(path: Path, text: str) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode())
 
 
 def diff_lines(diff: PackageDiff) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from apt_ostree.core.atomic import write_atomic
 from apt_ostree.errors import ImageError
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -189,9 +190,9 @@ class Layout:
             raise ImageError(f"{self.path}: not an OCI image layout (and not empty)")
         self.blobs.mkdir(parents=True, exist_ok=True)
         if not (self.path / "oci-layout").exists():
-            _write_atomic(self.path / "oci-layout", canonical({"imageLayoutVersion": "1.0.0"}))
+            write_atomic(self.path / "oci-layout", canonical({"imageLayoutVersion": "1.0.0"}))
         if not (self.path / "index.json").exists():
-            _write_atomic(self.path / "index.json", canonical({"schemaVersion": 2, "manifests": []}))
+            write_atomic(self.path / "index.json", canonical({"schemaVersion": 2, "manifests": []}))
         return self
 
     def blob_path(self, digest: str) -> Path:
@@ -203,7 +204,7 @@ class Layout:
     def add_blob(self, data: bytes, media_type: str, annotations: Mapping[str, str] | None = None) -> Descriptor:
         digest = sha256(data)
         if not self.has_blob(digest):
-            _write_atomic(self.blob_path(digest), data)
+            write_atomic(self.blob_path(digest), data)
         return Descriptor(media_type, digest, len(data), dict(annotations or {}))
 
     def write_layer(self, write: Callable[[IO[bytes]], None], annotations: Mapping[str, str] | None = None,
@@ -262,17 +263,4 @@ class Layout:
         else:
             entry["annotations"] = {REF_NAME: tag}
             entries = [e for e in self.index() if (e.get("annotations") or {}).get(REF_NAME) != tag] + [entry]
-        _write_atomic(self.path / "index.json", canonical({"schemaVersion": 2, "manifests": entries}))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        write_atomic(self.path / "index.json", canonical({"schemaVersion": 2, "manifests": entries}))
