@@ -146,7 +146,7 @@ def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minim
     reboot(g)
     d = booted(g)
     assert d["container-image-reference-digest"] != first and d["packages"] == ["htop"]
-    assert sorted(p.split()[0] for p in d["image-derived-packages"]) == ["hello", "sl"]
+    assert {"hello", "sl"} <= {p.split()[0] for p in d["image-derived-packages"]}  # (with sl's dependencies)
     assert g.run("test -x /usr/games/sl").returncode == 0 and g.run("htop --version").returncode == 0
 
     g.run("apt-ostree rollback")
