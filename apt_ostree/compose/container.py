@@ -34,6 +34,7 @@ from apt_ostree.core.layout import DPKG_DATABASE
 from apt_ostree.core.oci import (
     MEDIA_CONFIG,
     MEDIA_MANIFEST,
+    VERSION,
     Descriptor,
     Layer,
     Layout,
@@ -52,7 +53,6 @@ BOOTC_LABEL = "containers.bootc"
 COMMIT_LABEL = "ostree.commit"
 DIFFID_LABEL = "ostree.final-diffid"
 COMPONENTS = "ostree.components"
-VERSION_LABEL = "org.opencontainers.image.version"
 MAX_LAYERS = 64
 
 
@@ -102,7 +102,7 @@ def labels_for(repo: Repo, commit: str, opts: EncapsulateOptions) -> dict[str, s
     if isinstance(meta.get("ostree.linux"), str):
         labels["ostree.linux"] = meta["ostree.linux"]
     if isinstance(meta.get("version"), str):
-        labels[VERSION_LABEL] = meta["version"]
+        labels[VERSION] = meta["version"]
     labels[COMMIT_LABEL] = commit
     labels.update(dict(opts.labels))
     return labels

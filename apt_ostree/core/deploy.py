@@ -21,6 +21,7 @@ from apt_ostree.core import initramfs_etc, layering
 from apt_ostree.core.imgref import OstreeImageRef, image_ref_name, is_image_reference
 from apt_ostree.core.layer_keys import KEY_FINGERPRINT
 from apt_ostree.core.next_apt import apt_config_root
+from apt_ostree.core.oci import VERSION
 from apt_ostree.core.ops import ImagePull
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import CommitInfo, Repo
@@ -305,7 +306,7 @@ def _check_image(repo: Repo, ref: OstreeImageRef, current: Deployment) -> Change
     changed = state is None or state.digest != fetched.manifest_digest
     labels = fetched.config.labels
     return Change(changed, labels.get("ostree.commit", ""), current.checksum,
-                  labels.get("org.opencontainers.image.version"),
+                  labels.get(VERSION),
                   image=ImagePull(str(ref), fetched.manifest_digest, len(fetched.manifest.layers),
                                   total_bytes=sum(layer.size for layer in fetched.manifest.layers)))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from apt_ostree.core.imgref import OstreeImageRef, image_ref_name
-from apt_ostree.core.oci import LAYER_COMPRESSION, Descriptor
+from apt_ostree.core.oci import LAYER_COMPRESSION, VERSION, Descriptor
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.ostree_objects import Objects
 from apt_ostree.core.ostree_overlay import commit_delta
@@ -62,11 +62,6 @@ class ImageState:
     @property
     def layer_digests(self) -> tuple[str, ...]:
         return tuple(str(layer.get("digest")) for layer in self.manifest.get("layers") or ())
-
-    @property
-    def version(self) -> str | None:
-        labels = (self.config.get("config") or {}).get("Labels") or {}
-        return labels.get("org.opencontainers.image.version")
 
 
 @dataclass(frozen=True)
@@ -162,8 +157,8 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
         if held is not None:
             state = state_of(repo, held)
             if state is not None and state.digest == fetched.manifest_digest:
-                return Pulled(held, fetched.manifest_digest, fetched.config.labels.get(
-                    "org.opencontainers.image.version"), False, len(layers), 0, 0, total)
+                return Pulled(held, fetched.manifest_digest, fetched.config.labels.get(VERSION), False,
+                              len(layers), 0, 0, total)
         if ref.verify == "remote" and len(layers) > n_ostree:
             raise ImageError(f"{ref.image}: {len(layers) - n_ostree} layers were added after the signed commit",
                              hint=f"their content is not covered by the signature remote {ref.remote} checks")
@@ -207,7 +202,7 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
         else:
             objects.update_commitmeta(base, image_keys)
     repo.set_ref(None, image_ref_name(ref), commit)
-    return Pulled(commit, fetched.manifest_digest, fetched.config.labels.get("org.opencontainers.image.version"),
+    return Pulled(commit, fetched.manifest_digest, fetched.config.labels.get(VERSION),
                   True, len(layers), fetched_layers, fetched_bytes, total)
 
 

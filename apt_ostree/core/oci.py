@@ -35,6 +35,7 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 LAYER_COMPRESSION = {MEDIA_LAYER_GZIP: "gzip", DOCKER_LAYER_GZIP: "gzip", MEDIA_LAYER_TAR: "none",
                      "application/vnd.docker.image.rootfs.diff.tar": "none", MEDIA_LAYER_ZSTD: "zstd"}
 REF_NAME = "org.opencontainers.image.ref.name"
+VERSION = "org.opencontainers.image.version"
 
 
 def canonical(obj: object) -> bytes:

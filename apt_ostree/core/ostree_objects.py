@@ -9,11 +9,9 @@ that a commit keeps its checksum through an image.
 from __future__ import annotations
 
 import io
-import os
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import gi
@@ -61,10 +59,6 @@ class Content:
     size: int
     symlink: str | None
     xattrs: bytes  # a(ayay), serialized (b"" for none)
-
-    @property
-    def is_symlink(self) -> bool:
-        return self.symlink is not None
 
 
 @dataclass(frozen=True)
@@ -357,15 +351,3 @@ class _GioReader(io.RawIOBase):
         if not self.closed:
             self._stream.close(None)  # type: ignore[attr-defined]
         super().close()
-
-
-def object_path(kind: str, checksum: str) -> str:
-    """An object's path in a repository (``objects/ab/cdef….file``)."""
-    return f"objects/{checksum[:2]}/{checksum[2:]}.{kind}"
-
-
-def xattrs_bytes(path: Path) -> bytes:
-    """A file's extended attributes as libostree serializes them (a(ayay), names sorted)."""
-    names = sorted(os.listxattr(path, follow_symlinks=False))
-    pairs = [(n.encode() + b"\0", os.getxattr(path, n, follow_symlinks=False)) for n in names]
-    return bytes(GLib.Variant("a(ayay)", pairs).get_data_as_bytes().get_data())

@@ -236,7 +236,7 @@ class Importer:
         if self.objects.has("file", checksum):
             self.stats.skipped += 1
             return
-        if member.issym() or (member.islnk() and not member.linkname.startswith(OBJECTS)):
+        if member.issym():
             meta = Content(checksum, member.uid, member.gid, stat.S_IFLNK | 0o777, 0, member.linkname, xattrs)
             self.objects.write_content(meta, None)
         elif member.isfile():

@@ -296,6 +296,11 @@ def test_compose_image_gives_the_same_image(minimal: Composed, image: Image, cac
     digest = json.loads(skopeo("inspect", f"oci-archive:{archive}"))["Digest"]
     assert digest == image.digest or commit != minimal.checksum  # (a mirror update between the composes)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # (no temporary file left)
+    # the archive deploys (its commit is here already: no layer fetched)
+    root = sysroot_of(tmp_path / "sysroot", repo, commit, "test/os")
+    imgref = f"ostree-unverified-image:oci-archive:{archive}"
+    assert "Fetched no layers" in apt_ostree("rebase", "--sysroot", root, imgref).stdout
+    assert status(root)[0]["container-image-reference"] == imgref
     cli = apt_ostree("compose", "container-encapsulate", "--repo", repo, commit, f"oci:{tmp_path}/x", "--copymeta",
                      "no-such-key", check=False)
     assert cli.returncode == 1 and "no-such-key" in error_lines(cli)[0] and not (tmp_path / "x").exists()

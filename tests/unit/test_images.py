@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,17 @@ def test_paths_in_the_stream() -> None:
     assert _target("run/x") is None and _target("usr/bin/x") == "usr/bin/x"
     with pytest.raises(ImageError):
         _target("usr/../../etc/shadow")
+
+
+def test_a_previous_build_manifest_from_a_file(tmp_path: Path) -> None:
+    from apt_ostree.compose.container import previous_manifest
+
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "1" * 64, "size": 1,
+             "annotations": {"ostree.components": "bash,coreutils"}}
+    config = {**layer, "annotations": {}}
+    (tmp_path / "m.json").write_bytes(canonical({"schemaVersion": 2, "config": config, "layers": [config, layer]}))
+    found = previous_manifest(ImageRef.parse("oci:/nonexistent"), tmp_path / "m.json")
+    assert found is not None
+    assert chunking.previous_layers(x.annotations for x in found.layers) == [["bash", "coreutils"]]
+    with pytest.raises(UsageError):
+        previous_manifest(ImageRef.parse("oci:/nonexistent"), tmp_path / "missing.json")
