@@ -17,9 +17,11 @@ cannot keep a process in the background nor bound a wait by time.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,6 +93,9 @@ class Guest:
         self.network = network  # False: only the forwarded ssh port (QEMU user net restrict=on)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        # one ssh connection that the commands share (a new one costs 2-3 s of key exchange and sshd's
+        # re-exec under TCG); its socket in a short directory (the limit of a socket's path is 108 bytes)
+        self.mux_dir = Path(tempfile.mkdtemp(prefix="aot-ssh-"))
 
     def argv(self) -> list[str]:
         """The QEMU command line (``port`` must be chosen first)."""
@@ -142,19 +147,48 @@ class Guest:
             text += f"\n--- qemu stderr:\n{err[-3000:]}"
         return text
 
-    def ssh_argv(self, cmd: str) -> list[str]:
-        return ["ssh", "-i", str(self.ssh_key), "-p", str(self.port), *SSH_OPTIONS, "root@127.0.0.1", cmd]
+    def ssh_argv(self, cmd: str, shared: bool = False) -> list[str]:
+        """ssh running ``cmd``; ``shared``: through the shared connection when there is one (else its own)."""
+        return [*self._ssh_base("no" if shared else None), "root@127.0.0.1", cmd]
 
-    def _ssh(self, cmd: str, timeout: float, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.ssh_argv(cmd), input=input, stdin=subprocess.DEVNULL if input is None else None,
+    def _ssh_base(self, master: str | None) -> list[str]:
+        """ssh's options; ``master``: its ControlMaster (None: no shared connection at all)."""
+        mux = ("-o", f"ControlPath={self.mux_dir / 'mux'}", "-o", f"ControlMaster={master}") if master else (
+            "-o", "ControlPath=none")
+        return ["ssh", "-i", str(self.ssh_key), "-p", str(self.port), *SSH_OPTIONS, *mux]
+
+    def _ssh(self, cmd: str, timeout: float, input: str | None = None,
+             shared: bool = False) -> subprocess.CompletedProcess[str]:
+        if shared:
+            self._share()
+        return subprocess.run(self.ssh_argv(cmd, shared), input=input,
+                              stdin=subprocess.DEVNULL if input is None else None,
                               capture_output=True, text=True, errors="replace", timeout=timeout)
+
+    def _share(self) -> None:
+        """Start the shared connection (ssh -M in the background) unless it runs; if it cannot start,
+        the commands connect on their own."""
+        if (self.mux_dir / "mux").exists():
+            return
+        master = [*self._ssh_base("yes"), "-o", "ControlPersist=no", "-f", "-N", "root@127.0.0.1"]
+        try:
+            subprocess.run(master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _unshare(self) -> None:
+        """Stop the shared connection (before a reboot: it would hang until the keepalives give up)."""
+        if (self.mux_dir / "mux").exists():
+            subprocess.run([*self._ssh_base("no"), "-O", "exit", "root@127.0.0.1"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
 
     def run(self, cmd: str, check: bool = True, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run shell command ``cmd`` in the guest as root; raise AssertionError if it fails and ``check``."""
         start = time.monotonic()
         try:
-            proc = self._ssh(cmd, timeout, input)
+            proc = self._ssh(cmd, timeout, input, shared=True)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"guest command timed out after {timeout} s: {cmd}\n{self.diagnostics()}")
         finally:
@@ -202,6 +236,7 @@ class Guest:
     def reboot(self, timeout: float = 400, command: str = "systemctl reboot") -> None:
         """Reboot the guest (with ``command``) and wait until ssh answers from the new boot (a different boot_id)."""
         old = self.boot_id()
+        self._unshare()
         try:
             self._ssh(command, timeout=30)  # the connection may drop: ignore its result
         except subprocess.TimeoutExpired:
@@ -215,6 +250,7 @@ class Guest:
         """Power the guest off and wait for QEMU to exit; kill it if it has not within ``timeout``."""
         if not self.running():
             return
+        self._unshare()
         try:
             self._ssh("systemctl poweroff", timeout=30)
         except subprocess.TimeoutExpired:
@@ -228,6 +264,11 @@ class Guest:
 
     def kill(self) -> None:
         """Make sure QEMU is gone: SIGTERM its process group, SIGKILL after 10 s."""
+        try:
+            self._unshare()
+        except subprocess.TimeoutExpired:
+            pass
+        shutil.rmtree(self.mux_dir, ignore_errors=True)
         if self.proc is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
