@@ -19,9 +19,10 @@ def buildah(work: Path, *args: str, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def build_derived(base: str, packages: list[str], dest: str, work: Path, remove: list[str] | None = None) -> str:
-    """``FROM base`` + ``RUN apt-ostree install PACKAGES`` (+ ``RUN apt-ostree uninstall REMOVE``), pushed to
-    ``dest`` (oci:DIR:TAG); the build log."""
+def build_derived(base: str, packages: list[str], dest: str, work: Path, remove: list[str] | None = None,
+                  run: str | None = None) -> str:
+    """``FROM base`` + ``RUN apt-ostree install PACKAGES`` (+ ``RUN apt-ostree uninstall REMOVE``, + ``RUN
+    run``), pushed to ``dest`` (oci:DIR:TAG); the build log."""
     context = work / f"context-{'-'.join(packages)}"
     context.mkdir(parents=True, exist_ok=True)
     if base.startswith("oci:"):
@@ -35,6 +36,8 @@ def build_derived(base: str, packages: list[str], dest: str, work: Path, remove:
     steps = f"FROM {base}\nRUN apt-ostree install {' '.join(packages)}\n"
     if remove:
         steps += f"RUN apt-ostree uninstall {' '.join(remove)}\n"
+    if run:
+        steps += f"RUN {run}\n"
     (context / "Containerfile").write_text(steps)
     tag = f"localhost/aot-derived:{'-'.join(packages)}"
     log = buildah(work, "bud", "--isolation", "chroot", "-t", tag, "-f", "Containerfile", ".", cwd=context)

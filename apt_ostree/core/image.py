@@ -5,8 +5,8 @@ their objects are written with their own checksums, so the commit named by ``ost
 deployed unchanged. Only the layers whose objects are not here already are fetched: none when the
 commit is complete in the repository, else those not listed by an image pulled before. Layers
 after the label were added by other tools (``FROM`` our image): each is applied to the commit as
-an overlay (whiteouts remove, ``/etc`` goes to ``/usr/etc``, ``/var``, ``/run``, ``/tmp`` and
-``/sysroot`` are dropped) and the result is a new commit whose parent is the image's.
+an overlay (core/image_derived.py: ``/etc`` to ``/usr/etc``, ``/var`` to tmpfiles.d) and the result is
+a new commit whose parent is the image's.
 
 The pulled commit is kept by the ref ``ostree/container/image/ESCAPED-IMAGE``; the manifest, its
 digest and the configuration are recorded in it (ostree-ext's keys), in the commit's metadata
@@ -19,17 +19,13 @@ import contextlib
 import gzip
 import hashlib
 import json
-import os
-import posixpath
-import shutil
-import stat
-import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from apt_ostree.core.image_derived import extract_layer, var_as_tmpfiles
 from apt_ostree.core.imgref import OstreeImageRef, image_ref_name
 from apt_ostree.core.oci import LAYER_COMPRESSION, VERSION, Descriptor
 from apt_ostree.core.ostree import Repo, variant_metadata
@@ -46,8 +42,6 @@ KEY_CONFIG = "ostree.container.image-config"
 KEY_BASE = "apt-ostree.image.base-commit"  # (a derived image's commit: the image's own ostree commit)
 DROPPED_METADATA = ("apt-ostree.packages", "apt-ostree.inputhash")  # (no longer true of a derived tree)
 IMAGE_REFS = "ostree/container/image"
-DROPPED_DIRS = ("sysroot", "run", "tmp", "var", "dev", "proc", "sys")
-BUILDAH_INJECTED = ("usr/etc/hostname", "usr/etc/hosts", "usr/etc/resolv.conf")  # (empty placeholders of RUN)
 HOST_ARCH = "amd64"
 
 
@@ -267,90 +261,14 @@ def _apply_derived(repo: Repo, proxy: Proxy, handle: int, base: str, layers: tup
             last = i == len(layers) - 1
             commit = commit_delta(repo, commit, upper,
                                   metadata=metadata if last else variant_metadata({KEY_BASE: base}),
-                                  timestamp=info.timestamp, subject=info.subject)
+                                  timestamp=info.timestamp, subject=info.subject, parent=base)
+    with tempfile.TemporaryDirectory(dir=tmp_root, prefix="apt-ostree-derived-var-") as tmp:
+        upper = Path(tmp) / "upper"
+        converted = var_as_tmpfiles(repo, commit, Path(tmp), upper)
+        if converted is not None:
+            lines, dropped = converted
+            progress.message(f"/var of the derived layers: {lines} tmpfiles.d entries"
+                             + (f", {len(dropped)} files dropped (logs and caches)" if dropped else ""))
+            commit = commit_delta(repo, commit, upper, metadata=metadata, timestamp=info.timestamp,
+                                  subject=info.subject, parent=base)
     return commit
-
-
-# ---------------------------------------------------------------- derived layers
-def _target(name: str) -> str | None:
-    """A layer entry's path in the commit (None: dropped), or ImageError for an unsafe one."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ImageError(f"unsafe path in a layer: {name!r}")
-    if not parts:
-        return None
-    if parts[0] in DROPPED_DIRS and len(parts) > 1:
-        return None
-    if parts[0] == "etc":
-        parts = ["usr", *parts]
-    return "/".join(parts)
-
-
-def extract_layer(stream: IO[bytes], upper: Path, what: str) -> None:
-    """An OCI layer as an overlayfs upper directory (whiteouts as 0/0 character devices, opaque
-    directories marked), for :func:`apt_ostree.core.ostree_overlay.commit_delta`."""
-    try:
-        with tarfile.open(fileobj=stream, mode="r|", format=tarfile.PAX_FORMAT) as tar:
-            for member in tar:
-                _extract_member(tar, member, upper, what)
-    except tarfile.TarError as e:
-        raise ImageError(f"{what}: not a valid tar stream: {e}") from None
-
-
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, upper: Path, what: str) -> None:
-    rel = _target(member.name)
-    if rel is None:
-        return
-    parent, base = posixpath.split(rel)
-    if base == ".wh..wh..opq":
-        d = upper / parent
-        d.mkdir(parents=True, exist_ok=True)
-        os.setxattr(d, "trusted.overlay.opaque", b"y")
-        return
-    if base.startswith(".wh."):
-        if parent.split("/")[0] in DROPPED_DIRS and parent:
-            return
-        dest = upper / parent / base.removeprefix(".wh.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _remove(dest)
-        os.mknod(dest, stat.S_IFCHR | 0o600, 0)
-        return
-    if rel in BUILDAH_INJECTED and member.isfile() and member.size == 0:
-        return
-    dest = upper / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if member.isdir():
-        if dest.exists() and not dest.is_dir():
-            _remove(dest)
-        dest.mkdir(exist_ok=True)
-    else:
-        _remove(dest)
-        if member.isfile():
-            src = tar.extractfile(member)
-            assert src is not None
-            with open(dest, "xb") as f:
-                shutil.copyfileobj(src, f, 1 << 20)
-        elif member.issym():
-            os.symlink(member.linkname, dest)
-        elif member.islnk():
-            target = _target(member.linkname)
-            if target is None or not (upper / target).exists():
-                raise ImageError(f"{what}: {member.name} is a hard link to {member.linkname}, not in the layer")
-            os.link(upper / target, dest)
-            return
-        else:
-            return  # (devices and FIFOs: an OSTree commit holds none)
-    os.chown(dest, member.uid, member.gid, follow_symlinks=False)
-    if not member.issym():
-        os.chmod(dest, member.mode)
-    for key, value in member.pax_headers.items():
-        if key.startswith("SCHILY.xattr."):
-            os.setxattr(dest, key.removeprefix("SCHILY.xattr."), value.encode("utf-8", "surrogateescape"),
-                        follow_symlinks=False)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()

@@ -23,13 +23,13 @@ OVERLAY_XATTR_PREFIX = b"trusted.overlay."
 
 
 def commit_delta(repo: Repo, base: str, upper: Path, *, metadata: Mapping[str, GLib.Variant], timestamp: int,
-                 subject: str = "") -> str:
+                 subject: str = "", parent: str | None = None) -> str:
     """Commit ``base`` changed by an overlayfs upper directory, without re-reading the base.
 
     The base tree is loaded lazily into a MutableTree; the upper dir's whiteouts (char 0/0)
     delete, its opaque directories and type changes replace, everything else is merged.
     Overlay bookkeeping xattrs are dropped. Whiteouts are unlinked from ``upper``.
-    No ref is written: the new commit's parent is ``base``.
+    No ref is written: the new commit's parent is ``parent`` (default: ``base``).
     """
     raw = repo.gobject
     try:
@@ -47,7 +47,7 @@ def commit_delta(repo: Repo, base: str, upper: Path, *, metadata: Mapping[str, G
                 os.close(dfd)
             mtree.set_metadata_checksum(root_meta)
             _, root = raw.write_mtree(mtree, None)
-            _, checksum = raw.write_commit_with_time(base, subject, None, metadata_dict(metadata), root,
+            _, checksum = raw.write_commit_with_time(parent or base, subject, None, metadata_dict(metadata), root,
                                                       timestamp, None)
             raw.commit_transaction(None)
         except BaseException:

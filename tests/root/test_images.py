@@ -225,12 +225,16 @@ def test_registry_update_fetches_only_the_changed_layers(minimal: Composed, mini
     assert (root / "ostree/deploy/debian/deploy" / f"{d['checksum']}.0/usr/bin/htop").exists()
 
 
+VAR_RUN = "mkdir -m 0750 /var/lib/aot-state && echo kept > /var/lib/aot-state/file"
+
+
 def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Image, tmp_path: Path) -> None:
     """FROM our image, RUN apt-ostree install hello, RUN apt-ostree uninstall less (container mode: no
-    sysroot, no daemon): the new layers are applied to the image's commit (the removal's whiteouts
-    too); the package is the image's own, not layered."""
+    sysroot, no daemon), RUN writing to /var: the new layers are applied to the image's commit (the
+    removal's whiteouts too); the package is the image's own, not layered; /var's content is in
+    /usr/share/factory/var and tmpfiles.d, APT's logs and caches dropped."""
     dest = f"oci:{tmp_path / 'derived'}:1"
-    log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah", remove=["less"])
+    log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah", remove=["less"], run=VAR_RUN)
     assert "Changed this container's root" in log
     root = sysroot_of(tmp_path / "sysroot", minimal.repo, minimal.checksum, "test/os")
     out = apt_ostree("rebase", "--sysroot", root, f"ostree-unverified-image:{dest}").stdout
@@ -242,7 +246,12 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
     assert (deployment / "usr/bin/hello").is_file() and not (deployment / "usr/bin/less").exists()
     assert "hello" in (deployment / "usr/share/dpkg/database/status").read_text()
     assert not (deployment / "usr/etc/resolv.conf").exists()  # (buildah's empty placeholder dropped)
-    assert not list((deployment / "var").iterdir()) or (deployment / "var").is_dir()
+    assert not list((deployment / "var").iterdir())
+    assert (deployment / "usr/share/factory/var/lib/aot-state/file").read_text() == "kept\n"
+    tmpfiles = (deployment / "usr/lib/tmpfiles.d/apt-ostree-image-var.conf").read_text()
+    assert "d /var/lib/aot-state 0750 root root -" in tmpfiles, tmpfiles
+    assert "C /var/lib/aot-state/file - - - - /usr/share/factory/var/lib/aot-state/file" in tmpfiles
+    assert "/var/log/" not in tmpfiles and "/var/cache/apt" not in tmpfiles
     assert Repo.open(root / "ostree/repo").commit(str(d["checksum"])).parent == minimal.checksum
     assert "ImagePackages: hello" in apt_ostree("status", "--sysroot", root).stdout
 
