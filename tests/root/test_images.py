@@ -19,7 +19,7 @@ from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
 from tests.conftest import EPOCH, MINIMAL, Composed, apt_ostree, error_lines
 from tests.debrepo import SignedRepo
-from tests.images import build_derived
+from tests.images import VAR_RUN, build_derived
 from tests.root.conftest import trust
 from tests.root.test_deployments import derive
 
@@ -223,9 +223,6 @@ def test_registry_update_fetches_only_the_changed_layers(minimal: Composed, mini
     d = status(root)[0]
     assert d["checksum"] == minimal_extra.checksum and d["container-image-reference-digest"] == second
     assert (root / "ostree/deploy/debian/deploy" / f"{d['checksum']}.0/usr/bin/htop").exists()
-
-
-VAR_RUN = "mkdir -m 0750 /var/lib/aot-state && echo kept > /var/lib/aot-state/file"
 
 
 def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Image, tmp_path: Path) -> None:

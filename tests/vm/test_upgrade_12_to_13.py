@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import Composed, apt_ostree
 from tests.debrepo import Deb, build_deb
-from tests.images import build_derived
+from tests.images import VAR_RUN, build_derived
 from tests.vm import conftest as vm
 from tests.vm.conftest import publish
 from tests.vm.qemu import Guest
@@ -37,7 +37,7 @@ def images(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Path:
     installed by apt-ostree in the build (oci:DIR/oci:derived)."""
     top = tmp_path_factory.mktemp("images")
     apt_ostree("compose", "container-encapsulate", "--repo", minimal.repo, minimal.checksum, f"oci:{top}/oci:base")
-    build_derived(f"oci:{top}/oci:base", ["hello"], f"oci:{top}/oci:derived", top / "buildah")
+    build_derived(f"oci:{top}/oci:base", ["hello"], f"oci:{top}/oci:derived", top / "buildah", run=VAR_RUN)
     return top
 
 
@@ -132,6 +132,7 @@ def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minim
     first = d["container-image-reference-digest"]
     assert [p.split()[0] for p in d["image-derived-packages"]] == ["hello"] and d["packages"] == ["htop"]
     assert g.run("hello").stdout.startswith("Hello, world!")
+    assert g.run("cat /var/lib/aot-state/file").stdout == "kept\n"  # (the image's /var, made at boot)
     assert g.run("cat /etc/debian_version").stdout.startswith("13.") and g.run("htop --version").returncode == 0
     assert g.run("cat /etc/apt-ostree-test-edit").stdout.strip() == "kept-across-releases"
     human = g.run("apt-ostree status").stdout
@@ -139,7 +140,8 @@ def test_rebase_from_12_to_13_and_back(guest12: Guest, bookworm: Composed, minim
     assert g.run("systemctl --failed --no-legend").stdout.strip() == ""
 
     # the next build of the image, under the same tag: upgrade fetches its new layer only
-    build_derived(f"oci:{images}/oci:base", ["hello", "sl"], f"oci:{images}/oci:derived", images / "buildah")
+    build_derived(f"oci:{images}/oci:base", ["hello", "sl"], f"oci:{images}/oci:derived", images / "buildah",
+                  run=VAR_RUN)
     assert "Available" in g.run("apt-ostree upgrade --check", timeout=600).stdout
     out = g.run("apt-ostree upgrade", timeout=1800).stdout
     assert "Fetched 1 of " in out, out
