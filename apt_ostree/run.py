@@ -158,13 +158,14 @@ def _exited(proc: subprocess.Popen[str], timeout: float) -> bool:
 
 
 def spawn(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
-          pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
-    """Start ``argv`` without waiting (the daemon's transaction workers): clean environment, stdin
-    from /dev/null, stdout and stderr as pipes for the caller's event loop to read and reap, in a
-    session of its own (so that the caller can signal its whole process group)."""
+          pass_fds: Sequence[int] = (), stdin: int | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` without waiting (the daemon's transaction workers, filters): clean environment,
+    stdin from the file descriptor ``stdin`` or /dev/null, stdout and stderr as pipes for the caller
+    to read and reap, in a session of its own (so that the caller can signal its whole process group)."""
     args = tuple(str(a) for a in argv)
     log.info("spawn: %s", shlex.join(args))
-    return subprocess.Popen(args, env=clean_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return subprocess.Popen(args, env=clean_env(env), stdin=subprocess.DEVNULL if stdin is None else stdin,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), start_new_session=True)
 
 

@@ -35,6 +35,7 @@ from apt_ostree.core.ostree_tar import Importer
 from apt_ostree.core.skopeo import Fetched, Proxy
 from apt_ostree.errors import ImageError
 from apt_ostree.progress import Progress
+from apt_ostree.run import reap, spawn
 
 KEY_DIGEST = "ostree.manifest-digest"
 KEY_MANIFEST = "ostree.manifest"
@@ -216,15 +217,41 @@ def _decompressed(blob: IO[bytes], layer: Descriptor, diff_id: str, what: str) -
     if compression is None:
         raise ImageError(f"{what}: unsupported layer type {layer.media_type!r}")
     if compression == "zstd":
-        raise ImageError(f"{what}: zstd-compressed layers are not supported yet",
-                         hint="push the image with gzip layers (skopeo copy --dest-compress-format gzip)")
+        with _unzstd(blob, layer, what) as unzstd:
+            yield from _checked(unzstd, layer, diff_id, what)
+        return
     raw: IO[bytes] = gzip.GzipFile(fileobj=blob, mode="rb") if compression == "gzip" else blob  # type: ignore[assignment]
+    yield from _checked(raw, layer, diff_id, what)
+
+
+def _checked(raw: IO[bytes], layer: Descriptor, diff_id: str, what: str) -> Iterator[IO[bytes]]:
     hashing = _HashingReader(raw)
     yield hashing  # type: ignore[misc]
     while hashing.read(1 << 20):  # (tar's end-of-archive padding)
         pass
     if hashing.digest != diff_id:
         raise ImageError(f"{what}: layer {layer.digest[:19]} does not match its diff ID")
+
+
+@contextlib.contextmanager
+def _unzstd(blob: IO[bytes], layer: Descriptor, what: str) -> Iterator[IO[bytes]]:
+    """A zstd layer decompressed by zstd(1) reading the blob's pipe (no zstd module in Python < 3.14)."""
+    try:
+        proc = spawn(["zstd", "-dc"], stdin=blob.fileno())
+    except FileNotFoundError:
+        raise ImageError(f"{what}: layer {layer.digest[:19]} is zstd-compressed and zstd is not installed",
+                         hint="apt install zstd") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        yield proc.stdout
+        err = proc.stderr.read().decode("utf-8", "replace").strip()
+        if proc.wait() != 0:
+            last = err.splitlines()[-1] if err else f"zstd exited {proc.returncode}"
+            raise ImageError(f"{what}: layer {layer.digest[:19]} is not valid zstd data: {last}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reap(proc)
 
 
 class _HashingReader:

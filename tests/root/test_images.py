@@ -229,7 +229,7 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
     """FROM our image, RUN apt-ostree install hello, RUN apt-ostree uninstall less (container mode: no
     sysroot, no daemon), RUN writing to /var: the new layers are applied to the image's commit (the
     removal's whiteouts too); the package is the image's own, not layered; /var's content is in
-    /usr/share/factory/var and tmpfiles.d, APT's logs and caches dropped."""
+    /usr/share/factory/var and tmpfiles.d, APT's logs and caches dropped. Its zstd copy gives the same tree."""
     dest = f"oci:{tmp_path / 'derived'}:1"
     log = build_derived(image.ref, ["hello"], dest, tmp_path / "buildah", remove=["less"], run=VAR_RUN)
     assert "Changed this container's root" in log
@@ -251,6 +251,15 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
     assert "/var/log/" not in tmpfiles and "/var/cache/apt" not in tmpfiles
     assert Repo.open(root / "ostree/repo").commit(str(d["checksum"])).parent == minimal.checksum
     assert "ImagePackages: hello" in apt_ostree("status", "--sysroot", root).stdout
+    # the same image with zstd layers (new blob digests: the derived layer is fetched again, through zstd(1))
+    zstd = f"oci:{tmp_path / 'derived-zstd'}:1"
+    skopeo("copy", "--dest-compress-format", "zstd", dest, zstd)
+    out = apt_ostree("rebase", "--sysroot", root, f"ostree-unverified-image:{zstd}").stdout
+    assert f"Fetched 1 of {layers} layers" in out, out
+    z = status(root)[0]
+    repo = Repo.open(root / "ostree/repo")
+    assert z["checksum"] != d["checksum"] and repo.tree_checksum(z["checksum"], "/") == repo.tree_checksum(
+        d["checksum"], "/")
 
 
 def test_an_image_whose_commit_is_signed_for_a_remote(minimal: Composed, image: Image, aot_repo: SignedRepo,
