@@ -158,9 +158,11 @@ def pull(repo: Repo, ref: OstreeImageRef, progress: Progress) -> Pulled:
             raise ImageError(f"{ref.image}: {len(layers) - n_ostree} layers were added after the signed commit",
                              hint=f"their content is not covered by the signature remote {ref.remote} checks")
         have_base = objects.has("commit", base) and not objects.missing(base)
-        if have_base:
-            _check_signature(objects, ref, base)
         known = set() if have_base else known_layers(repo)
+        if have_base and ref.verify == "remote" and ref.remote is not None and objects.verify_for_remote(
+                base, ref.remote) is not None:
+            # here without the signature (from another source): it travels in the commit layer
+            have_base, known = False, {layer.digest for layer in layers[1:n_ostree]}
         fetched_layers, fetched_bytes = 0, 0
         if not have_base:
             objects.begin()

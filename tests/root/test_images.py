@@ -265,8 +265,9 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
 def test_an_image_whose_commit_is_signed_for_a_remote(minimal: Composed, image: Image, aot_repo: SignedRepo,
                                                      tmp_path: Path) -> None:
     """ostree-remote-image:REMOTE:… deploys only a commit signed by a key of REMOTE (the signature
-    travels in the image as the commit's detached metadata); an unsigned one is refused before anything
-    is written. ostree-image-signed: is refused with the reason."""
+    travels in the image as the commit's detached metadata, and is fetched when the commit is here
+    unsigned); an unsigned one is refused before anything is written. ostree-image-signed: is refused
+    with the reason."""
     repo = tmp_path / "repo"
     subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare"], check=True)
     subprocess.run(["ostree", "pull-local", f"--repo={repo}", str(minimal.repo), minimal.checksum], check=True,
@@ -293,8 +294,12 @@ def test_an_image_whose_commit_is_signed_for_a_remote(minimal: Composed, image: 
                           ).returncode != 0  # (the transaction was aborted: no commit object)
     cli = apt_ostree("rebase", "--sysroot", root, f"ostree-image-signed:{signed}", check=False)
     assert cli.returncode == 1 and "policy.json" in error_lines(cli)[0] and len(status(root)) == 1
+    # the commit here already, unsigned (pulled from elsewhere): the commit layer brings its signature
+    subprocess.run(["ostree", "pull-local", f"--repo={sysrepo}", str(minimal.repo), minimal.checksum], check=True,
+                   capture_output=True)
     imgref = f"ostree-remote-image:signer:{signed}"
-    apt_ostree("rebase", "--sysroot", root, imgref)
+    out = apt_ostree("rebase", "--sysroot", root, imgref).stdout
+    assert "Fetched 1 of " in out, out
     d = status(root)[0]
     assert d["checksum"] == minimal.checksum and d["container-image-reference"] == imgref
 
