@@ -147,6 +147,9 @@ class Sysroot:
             raise RepoError(f"sysroot {self.path} is locked by another operation",
                             hint="wait for the other apt-ostree or ostree command to finish")
         try:
+            # what was read before the lock may be stale (another command may have deployed in
+            # between): every decision under the lock starts from the list as it is now
+            self.load()
             with interrupt.cooperative():  # a cancel stops at a safe point (apt_ostree/interrupt.py)
                 yield
         finally:
