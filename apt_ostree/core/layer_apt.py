@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -44,6 +45,12 @@ HOST_HOOKS = ("DPkg::Pre-Invoke", "DPkg::Post-Invoke", "DPkg::Pre-Install-Pkgs",
               "DPkg::Chroot-Directory", "DPkg::Tools", "APT::Periodic", "Binary")
 
 
+# Debian policy 5.6.1, 5.6.12 and dpkg-architecture(1)'s names
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+VERSION = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~-]*")
+ARCHITECTURE = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
 @dataclass(frozen=True)
 class LocalDeb:
     path: Path
@@ -64,6 +71,11 @@ def read_local_deb(path: Path) -> LocalDeb:
         arch = section.get("Architecture", "all")
     except (OSError, SystemError, LookupError) as e:
         raise AptError(f"{path}: not a Debian package ({e})") from None
+    for field, value, pattern in (("Package", name, PACKAGE_NAME), ("Version", version, VERSION),
+                                  ("Architecture", arch, ARCHITECTURE)):
+        if not pattern.fullmatch(value):  # (the name ends up in file names: never a path)
+            raise AptError(f"{path}: invalid {field} field {value[:80]!r}",
+                           hint="Debian policy 5.6: a package's name, version and architecture")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -13,7 +13,7 @@ import pytest
 from apt_ostree.core import deploy
 from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.progress import Progress
-from tests.conftest import TOP, apt_ostree
+from tests.conftest import TOP, apt_ostree, error_lines
 from tests.root.test_deployments import status
 
 pytestmark = pytest.mark.root
@@ -57,3 +57,35 @@ def test_kargs_editor_beside_another_change(sysroot: Path, tmp_path: Path) -> No
     kargs = apt_ostree("kargs", "--sysroot", sysroot).stdout.split()
     assert "between" in kargs and "from-editor" in kargs, (kargs, newest)
     assert deploy_dirs(sysroot) == listed(sysroot)
+
+
+def crafted_deb(tmp: Path, name: str, fields: dict[str, str]) -> Path:
+    """A .deb whose control fields dpkg-deb would refuse (--nocheck builds it anyway)."""
+    pkg = tmp / f"pkg-{name}"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "usr/share/doc/x").mkdir(parents=True)
+    control = {"Package": "aot-crafted", "Version": "1.0", "Architecture": "all",
+               "Maintainer": "t <t@example.invalid>", "Description": "crafted", **fields}
+    (pkg / "DEBIAN/control").write_text("".join(f"{k}: {v}\n" for k, v in control.items()))
+    out = tmp / f"{name}.deb"
+    subprocess.run(["dpkg-deb", "--nocheck", "--root-owner-group", "-b", str(pkg), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Package", "../" * 24 + "tmp/aot-escaped"),
+    ("Package", "a/b"),
+    ("Version", "1.0/../../x"),
+    ("Architecture", "../all"),
+])
+def test_a_crafted_local_deb_is_refused_before_any_file_is_written(sysroot: Path, tmp_path: Path, field: str,
+                                                                   value: str) -> None:
+    deb = crafted_deb(tmp_path, "crafted", {field: value})
+    before, outside = status(sysroot), set(Path("/tmp").glob("aot-escaped*"))
+    cli = apt_ostree("install", "--sysroot", sysroot, deb, check=False)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    [line] = error_lines(cli)
+    assert f"invalid {field} field" in line and str(deb) in line, line
+    assert status(sysroot) == before and set(Path("/tmp").glob("aot-escaped*")) == outside
+    assert not list((sysroot / "ostree/deploy/debian/var/cache/apt-ostree").rglob("*.deb"))
