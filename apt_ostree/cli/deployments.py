@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import subprocess
 import tempfile
 
@@ -59,13 +60,19 @@ def _edit(kargs: list[str]) -> list[str]:
         f.write(" ".join(kargs) + "\n# Kernel arguments for the new deployment; lines starting with # are ignored.\n")
         path = f.name
     try:
-        subprocess.run([editor, path], check=True)  # interactive: the user's terminal, not run()
-        with open(path) as f:
+        try:
+            code = subprocess.run([*shlex.split(editor), path]).returncode  # interactive: the user's terminal
+        except (FileNotFoundError, PermissionError, ValueError) as e:
+            raise UsageError(f"kargs --editor: cannot run the editor {editor!r}: {e}",
+                             hint="set $EDITOR to an editor") from None
+        if code != 0:
+            raise UsageError(f"kargs --editor: the editor {editor!r} exited {code}; nothing changed")
+        with open(path, errors="replace") as f:
             text = " ".join(line for line in f.read().splitlines() if not line.startswith("#"))
     finally:
         os.unlink(path)
     new = text.split()
-    deploy.edit_kargs(new)  # validate
+    deploy.check_kargs(new)
     return new
 
 

@@ -467,12 +467,35 @@ def edit_kargs(current: Sequence[str], *, append: Sequence[str] = (), append_if_
             if len(positions) != 1:
                 raise UsageError(f"--replace={r}: {key} is set {len(positions)} times; use KEY=OLD=NEW")
             args[positions[0]] = r
+    check_kargs(args)
     return args
+
+
+# x86's COMMAND_LINE_SIZE, less what the boot entry adds (BOOT_IMAGE=..., ostree=/ostree/boot.N/OS/CSUM/N)
+KARGS_MAX = 2048 - 256
+OWNED_KARGS = ("ostree", "BOOT_IMAGE")  # (set by libostree and GRUB, not by kargs)
+
+
+def check_kargs(args: Sequence[str]) -> None:
+    """A whole kernel command line as the boot entry will carry it; UsageError naming what is wrong."""
+    for a in args:
+        _check_karg(a)
+    length = len(" ".join(args))
+    if length > KARGS_MAX:
+        raise UsageError(f"the kernel arguments would be {length} bytes long, more than the {KARGS_MAX} that fit",
+                         hint="the kernel's command line holds 2048 bytes, the boot entry's own arguments included")
 
 
 def _check_karg(arg: str) -> None:
     if not arg or any(c.isspace() for c in arg) or arg.startswith("="):
         raise UsageError(f"not a kernel argument: {arg!r}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+        raise UsageError(f"a control character in kernel argument {arg!r}")
+    if arg.count('"') % 2:
+        raise UsageError(f"unbalanced quote in kernel argument {arg!r}",
+                         hint="the kernel would read the arguments after it as part of its value")
+    if arg.split("=", 1)[0] in OWNED_KARGS:
+        raise UsageError(f"kernel argument {arg!r}: {arg.split('=', 1)[0]}= is set by libostree and the boot loader")
 
 
 def kargs_source(sysroot: Sysroot, deploy_index: int | None) -> Deployment:

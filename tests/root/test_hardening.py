@@ -89,3 +89,35 @@ def test_a_crafted_local_deb_is_refused_before_any_file_is_written(sysroot: Path
     assert f"invalid {field} field" in line and str(deb) in line, line
     assert status(sysroot) == before and set(Path("/tmp").glob("aot-escaped*")) == outside
     assert not list((sysroot / "ostree/deploy/debian/var/cache/apt-ostree").rglob("*.deb"))
+
+
+@pytest.mark.parametrize(("args", "culprit"), [
+    (["--append=a=\"unbalanced"], "unbalanced quote"),
+    (["--append=a\x01b"], "control character"),
+    (["--append=ostree=/evil"], "ostree= is set by libostree"),
+    (["--append=BOOT_IMAGE=/x"], "BOOT_IMAGE= is set by libostree"),
+    ([f"--append=x={'y' * 2000}"], "more than the"),
+    (["--replace=rw=\"a"], "unbalanced quote"),
+])
+def test_kernel_arguments_that_would_break_the_boot_entry(sysroot: Path, args: list[str], culprit: str) -> None:
+    before = status(sysroot)
+    cli = apt_ostree("kargs", "--sysroot", sysroot, *args, check=False)
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr
+    [line] = error_lines(cli)
+    assert culprit in line, line
+    assert status(sysroot) == before
+
+
+@pytest.mark.parametrize(("editor", "culprit"), [
+    ("false", "exited 1"),
+    ("/nonexistent/editor", "cannot run the editor"),
+    ("sh -c 'printf \"a\\\\001b\\n\" > \"$0\"'", "control character"),
+    ("sh -c 'printf \"ostree=/x\\n\" > \"$0\"'", "ostree= is set by libostree"),
+])
+def test_kargs_editor_failures_change_nothing(sysroot: Path, editor: str, culprit: str) -> None:
+    before = status(sysroot)
+    cli = apt_ostree("kargs", "--sysroot", sysroot, "--editor", check=False, env={"EDITOR": editor})
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr, cli.stderr
+    [line] = error_lines(cli)
+    assert culprit in line, line
+    assert status(sysroot) == before
