@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from apt_ostree.core.sources import AptRepo
 from apt_ostree.errors import TreefileError
 
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
-REF_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")  # (no "..", no "-x")
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target|path|mount)$")
 VARIANTS = ("essential", "required", "minbase", "buildd", "important", "standard")
 ARCHES = ("amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x")
@@ -287,15 +289,27 @@ def _keys(ctx: _Ctx) -> dict[str, tuple[str, Callable[[str, Any], Any]]]:
     return table
 
 
+TREEFILE_MAX = 1 << 20  # (a treefile is a few kB; more is not one: /dev/zero, a disk image)
+
+
 def _read_yaml(path: Path, ctx: _Ctx | None, key: str) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise TreefileError(f"treefile {path}: not a regular file")
+            raw = f.read(TREEFILE_MAX + 1)
     except FileNotFoundError:
         if ctx is not None:
             raise ctx.fail(key, f"included file not found: {path}") from None
         raise TreefileError(f"treefile not found: {path}") from None
     except OSError as e:
         raise TreefileError(f"treefile {path}: cannot read: {e.strerror}") from None
+    if len(raw) > TREEFILE_MAX:
+        raise TreefileError(f"treefile {path}: larger than {TREEFILE_MAX >> 20} MB: not a treefile")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TreefileError(f"treefile {path}: not UTF-8 text (byte {e.start})") from None
     try:
         import yaml  # here: the commands that read no treefile do not load it
 

@@ -161,10 +161,26 @@ def test_errors_name_file_and_key(tmp_path: Path, extra: str, key: str, words: s
     assert words in message
 
 
-def test_bad_ref(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.yaml", "ref: 'debian//bad ref'\n")
+@pytest.mark.parametrize("ref", ["debian//bad ref", "../x", "-x", "a/../b", "a/.hidden", "a/"])
+def test_bad_ref(tmp_path: Path, ref: str) -> None:
+    path = write(tmp_path / "t.yaml", f"ref: '{ref}'\n")
     message = load_error(path)
     assert str(path.resolve()) in message and "ref: not a valid OSTree ref" in message
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (b"\x9f\x00junk" * 100, "not UTF-8 text"),
+    (b"# " + b"x" * (2 << 20), "larger than 1 MB"),
+])
+def test_junk_is_no_treefile(tmp_path: Path, data: bytes, words: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(data)
+    assert words in load_error(path)
+
+
+def test_include_of_a_device(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.yaml", "ref: a/b\ninclude: /dev/zero\n")
+    assert "/dev/zero: not a regular file" in load_error(path)
 
 
 def test_missing_ref(tmp_path: Path) -> None:
