@@ -75,10 +75,6 @@ def execute(op: Op, sysroot_path: Path, progress: Progress) -> Result:
 
 
 def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
-    if isinstance(op, Search):
-        return _search(op, sysroot, progress)
-    if isinstance(op, RefreshMd):
-        return _refresh(op, sysroot, progress)
     if isinstance(op, FinalizeDeployment):
         return _finalize(op, sysroot)
     if isinstance(op, Usroverlay):  # (ostree admin unlock takes the sysroot's lock itself)
@@ -89,7 +85,11 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
         from apt_ostree.core import live
 
         return live.apply(sysroot, op, progress)
-    with sysroot.locked():
+    with sysroot.locked():  # (search and refresh-md too: they write the package lists an install reads)
+        if isinstance(op, Search):
+            return _search(op, sysroot, progress)
+        if isinstance(op, RefreshMd):
+            return _refresh(op, sysroot, progress)
         if sysroot.is_booted:
             from apt_ostree.core import live
 

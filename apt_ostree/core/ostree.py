@@ -214,6 +214,14 @@ class Repo:
                 out.write_bytes(self._content(child))
                 out.chmod(stat.S_IMODE(info.get_attribute_uint32("unix::mode")))
 
+    def config_bool(self, section: str, key: str) -> bool:
+        """A boolean of the repository's configuration (false when unset)."""
+        config = self._repo.get_config()
+        try:
+            return bool(config.get_boolean(section, key))
+        except GLib.Error:
+            return False
+
     # ----------------------------------------------------------- writing
     def disable_fsync(self) -> None:
         self._repo.set_disable_fsync(True)

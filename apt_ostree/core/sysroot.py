@@ -150,10 +150,28 @@ class Sysroot:
             # what was read before the lock may be stale (another command may have deployed in
             # between): every decision under the lock starts from the list as it is now
             self.load()
+            self._check_writable()
             with interrupt.cooperative():  # a cancel stops at a safe point (apt_ostree/interrupt.py)
                 yield
         finally:
             self._sysroot.unlock()
+
+    def _check_writable(self) -> None:
+        """Before any change, that the repository, the deployments and /boot can be written: a
+        read-only one found halfway (after the boot loader's switch) leaves a change half made.
+        (With sysroot.readonly, libostree makes the sysroot writable for itself.)"""
+        if self.repo().config_bool("sysroot", "readonly"):
+            return
+        for d in (self.path / "ostree/repo/tmp", self.path / "ostree/deploy", self.path / "boot"):
+            if not d.is_dir():
+                continue
+            try:
+                fd, name = tempfile.mkstemp(dir=d, prefix=".apt-ostree-probe-")
+                os.close(fd)
+                os.unlink(name)
+            except OSError as e:
+                raise RepoError(f"cannot change sysroot {self.path}: {d} is not writable ({e.strerror}); "
+                                "nothing changed") from None
 
     # ----------------------------------------------------------- reading
     def deployments(self) -> list[Deployment]:

@@ -3,9 +3,11 @@ package fields, kernel arguments that would break the boot entry, treefile refs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,34 @@ def test_kargs_editor_failures_change_nothing(sysroot: Path, editor: str, culpri
     [line] = error_lines(cli)
     assert culprit in line, line
     assert status(sysroot) == before
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_read_only_repository_or_sysroot_changes_nothing(sysroot: Path) -> None:
+    """With the repository read-only, every change is refused before it starts (rollback and cleanup
+    used to fail after the boot loader's switch, with one deployment gone); with the whole sysroot
+    read-only, refresh-md and search say so in one line (they take the lock now)."""
+    apt_ostree("kargs", "--sysroot", sysroot, "--append=second")
+    before = status(sysroot)
+    with read_only(sysroot / "ostree/repo"):
+        for args in (["rollback"], ["cleanup", "-r"], ["kargs", "--append=x"], ["install", "htop"], ["upgrade"]):
+            cli = apt_ostree(*args, "--sysroot", sysroot, check=False)
+            assert cli.returncode == 1 and "Traceback" not in cli.stderr, (args, cli.stderr)
+            [line] = error_lines(cli)
+            assert "ostree/repo/tmp is not writable" in line and "nothing changed" in line, (args, line)
+            assert status(sysroot) == before, args
+    with read_only(sysroot):
+        for args in (["refresh-md"], ["search", "bash"], ["install", "htop"]):
+            cli = apt_ostree(*args, "--sysroot", sysroot, check=False)
+            assert cli.returncode == 1 and "Traceback" not in cli.stderr, (args, cli.stderr)
+            assert "Read-only file system" in error_lines(cli)[0], (args, cli.stderr)
+    assert status(sysroot) == before and deploy_dirs(sysroot) == listed(sysroot)
