@@ -29,6 +29,7 @@ from gi.repository import GLib
 
 from apt_ostree.core import kernel, layout
 from apt_ostree.core.apt import Package, parse_dpkg_status
+from apt_ostree.core.base_files import check_no_base_file_replaced
 from apt_ostree.core.layer_apt import LayerApt, LocalDeb
 from apt_ostree.core.layer_keys import (
     KEY_BASE,
@@ -272,6 +273,7 @@ def _commit_layer(repo: Repo, apt: LayerApt | None, base: str, origin: Origin, p
                           + (f", removing {len(p.remove)}" if p.remove else ""))
             wrapper = _dpkg_wrapper(apt.work / "dpkg-in-sandbox", merged, apt, log)
             apt.install(wrapper, log, progress)
+            check_no_base_file_replaced(lower, merged, [x.name for x in p.install], [x.name for x in p.remove])
         policy.unlink()
         args = initramfs_args(repo, base, origin)
         if args is not None:

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from apt_ostree.core import deploy
+from apt_ostree.core.base_files import usr_name
+from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.progress import Progress
-from tests.conftest import TOP, apt_ostree, error_lines
+from tests.conftest import TOP, Composed, apt_ostree, error_lines
+from tests.debrepo import Deb, build_deb
 from tests.root.test_deployments import status
 
 pytestmark = pytest.mark.root
@@ -153,4 +156,35 @@ def test_a_read_only_repository_or_sysroot_changes_nothing(sysroot: Path) -> Non
             cli = apt_ostree(*args, "--sysroot", sysroot, check=False)
             assert cli.returncode == 1 and "Traceback" not in cli.stderr, (args, cli.stderr)
             assert "Read-only file system" in error_lines(cli)[0], (args, cli.stderr)
+    assert status(sysroot) == before and deploy_dirs(sysroot) == listed(sysroot)
+
+
+def test_a_layered_package_never_replaces_a_base_file_through_a_usr_merge_alias(
+        sysroot: Path, minimal: Composed, tmp_path: Path) -> None:
+    """A base file listed by dpkg under one name (/bin/x or /usr/bin/x), shipped by a local .deb under
+    the other: dpkg sees no conflict; apt-ostree refuses, naming the package, the path and its owner."""
+    info = Repo.open(minimal.repo)
+    lists = subprocess.run(["ostree", "ls", f"--repo={minimal.repo}", "-R", minimal.checksum,
+                            "/usr/share/dpkg/database/info"], check=True, capture_output=True, text=True).stdout
+    owned = None
+    for line in lists.splitlines():
+        name = line.split()[-1]
+        if not name.endswith(".list"):
+            continue
+        for path in (info.read_file(minimal.checksum, name) or b"").decode().splitlines():
+            alias = ("/usr" + path if path.startswith(("/bin/", "/sbin/")) else
+                     path.removeprefix("/usr") if path.startswith(("/usr/bin/", "/usr/sbin/")) else None)
+            if alias and info.kind(minimal.checksum, usr_name(path)) == "file":
+                owned = (Path(name).stem.split(":")[0], path, alias)
+                break
+        if owned:
+            break
+    assert owned is not None
+    owner, path, alias = owned
+    deb = build_deb(Deb("aot-takeover", files={alias: "#!/bin/sh\necho taken over\n"}), tmp_path / "b", tmp_path / "p")
+    before = status(sysroot)
+    cli = apt_ostree("install", "--sysroot", sysroot, deb, check=False)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr
+    [line] = error_lines(cli)
+    assert f"package aot-takeover would replace {usr_name(path)} of base package {owner}" in line, line
     assert status(sysroot) == before and deploy_dirs(sysroot) == listed(sysroot)
