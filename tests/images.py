@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
-VAR_RUN = "mkdir -m 0750 /var/lib/aot-state && echo kept > /var/lib/aot-state/file"  # (a derived layer's /var)
+VAR_RUN = ("mkdir -m 0750 /var/lib/aot-state && echo kept > /var/lib/aot-state/file"  # (a derived layer's /var)
+           " && chown 1:1 /var/lib/aot-state/file")
 
 
 def buildah(work: Path, *args: str, cwd: Path | None = None) -> str:

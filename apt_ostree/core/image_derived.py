@@ -136,8 +136,14 @@ def var_as_tmpfiles(repo: Repo, commit: str, work: Path, upper: Path) -> tuple[i
     upper.mkdir(parents=True)
     factory = root / layout.FACTORY / "var"
     if factory.exists():
-        shutil.copytree(factory, upper / layout.FACTORY / "var", symlinks=True)
+        shutil.copytree(factory, upper / layout.FACTORY / "var", symlinks=True, copy_function=_copy_owned)
     layout.write_tmpfiles(upper, IMAGE_TMPFILES, lines, "/var content of the image's derived layers")
     (upper / "var").mkdir(mode=0o755)
     os.setxattr(upper / "var", OPAQUE, b"y")
     return len(lines), dropped
+
+
+def _copy_owned(src: str, dst: str) -> None:
+    shutil.copy2(src, dst)
+    st = os.lstat(src)
+    os.chown(dst, st.st_uid, st.st_gid)

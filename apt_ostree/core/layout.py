@@ -161,6 +161,7 @@ def convert_var(root: Path, factory: bool = False) -> tuple[list[str], list[str]
                 dest = root / FACTORY / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)
+                os.chown(dest, st.st_uid, st.st_gid)  # (tmpfiles' C copies the owner from the factory file)
                 lines.append(f"C /{rel} - - - - /{FACTORY}/{rel}")
             else:
                 dropped.append("/" + rel)

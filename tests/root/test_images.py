@@ -244,7 +244,8 @@ def test_a_derived_image_built_by_buildah_deploys(minimal: Composed, image: Imag
     assert "hello" in (deployment / "usr/share/dpkg/database/status").read_text()
     assert not (deployment / "usr/etc/resolv.conf").exists()  # (buildah's empty placeholder dropped)
     assert not list((deployment / "var").iterdir())
-    assert (deployment / "usr/share/factory/var/lib/aot-state/file").read_text() == "kept\n"
+    factory = deployment / "usr/share/factory/var/lib/aot-state/file"
+    assert factory.read_text() == "kept\n" and (factory.stat().st_uid, factory.stat().st_gid) == (1, 1)
     tmpfiles = (deployment / "usr/lib/tmpfiles.d/apt-ostree-image-var.conf").read_text()
     assert "d /var/lib/aot-state 0750 root root -" in tmpfiles, tmpfiles
     assert "C /var/lib/aot-state/file - - - - /usr/share/factory/var/lib/aot-state/file" in tmpfiles
