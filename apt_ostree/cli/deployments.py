@@ -46,11 +46,15 @@ def kargs(args: argparse.Namespace, op: ops.Op) -> ops.Op | int:
         return 0
     if not args.editor:
         return op
+    if op.append or op.delete or op.append_if_missing or op.delete_if_present or op.replace:
+        raise UsageError("kargs: --editor or --append/--delete/--replace, not both",
+                         hint="the editor starts from the current arguments: make every change there")
     current = execute.kargs_start(_open(args), op.deploy_index, op.import_proc_cmdline)
-    new = _edit(deploy.edit_kargs(current, append=op.append, append_if_missing=op.append_if_missing,
-                                  delete=op.delete, delete_if_present=op.delete_if_present, replace=op.replace))
-    return dataclasses.replace(op, append=(), delete=(), replace=(),
-                               delete_if_present=tuple(a for a in current if a not in new),
+    new = _edit(current)
+    if new == current:
+        out("Kernel arguments unchanged.")
+        return 77 if op.unchanged_exit_77 else 0
+    return dataclasses.replace(op, delete_if_present=tuple(a for a in current if a not in new),
                                append_if_missing=tuple(a for a in new if a not in current))
 
 

@@ -63,6 +63,13 @@ class Upgrade(Deploying):
     download_only: bool = False
     allow_downgrade: bool = False
 
+    def validate(self) -> None:
+        super().validate()
+        chosen = [flag for flag, on in (("--check", self.check), ("--preview", self.preview),
+                                        ("--download-only", self.download_only)) if on]
+        if len(chosen) > 1:
+            raise UsageError(f"upgrade: {' and '.join(chosen)} ask for different things: choose one")
+
 
 @dataclass(frozen=True)
 class Deploy(Deploying):
@@ -160,6 +167,8 @@ class PackageChange:
                                  "--allow-replacement", hint="programs of the removed packages may be running")
         elif self.allow_replacement or self.restart_services:
             raise UsageError("--allow-replacement and --restart-services go with --apply-live")
+        if self.dry_run and self.download_only:
+            raise UsageError("--dry-run downloads nothing: not with --download-only")
         for items, what in ((r.install, "package"), (r.uninstall, "package"), (r.override_remove, "package"),
                             (r.override_replace, "package"), (r.override_reset, "package")):
             _arguments(items, what)

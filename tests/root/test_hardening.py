@@ -188,3 +188,12 @@ def test_a_layered_package_never_replaces_a_base_file_through_a_usr_merge_alias(
     [line] = error_lines(cli)
     assert f"package aot-takeover would replace {usr_name(path)} of base package {owner}" in line, line
     assert status(sysroot) == before and deploy_dirs(sysroot) == listed(sysroot)
+
+
+def test_kargs_editor_that_changes_nothing(sysroot: Path) -> None:
+    before = status(sysroot)
+    cli = apt_ostree("kargs", "--sysroot", sysroot, "--editor", env={"EDITOR": "true"})
+    assert "Kernel arguments unchanged." in cli.stdout
+    cli = apt_ostree("kargs", "--sysroot", sysroot, "--editor", "--unchanged-exit-77", check=False,
+                     env={"EDITOR": "true"})
+    assert cli.returncode == 77 and status(sysroot) == before
