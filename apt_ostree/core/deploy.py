@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from apt_ostree import interrupt
 from apt_ostree.core import initramfs_etc, layering
+from apt_ostree.core.boot_space import check_boot_space
 from apt_ostree.core.imgref import OstreeImageRef, image_ref_name, is_image_reference
 from apt_ostree.core.layer_keys import KEY_FINGERPRINT
 from apt_ostree.core.next_apt import apt_config_root
@@ -187,6 +188,8 @@ def deploy_new(sysroot: Sysroot, start: Start, checksum: str, origin: Origin, ka
         if not kver or not repo.is_file(checksum, f"usr/lib/modules/{kver}/initramfs.img"):
             raise RepoError(f"initramfs-etc: commit {checksum[:12]} has no initramfs to overlay")
         overlay = initramfs_etc.overlay_initrd(start.merge.path / "etc", origin.initramfs_etc)
+    check_boot_space(sysroot.path / "boot", repo, checksum, [d.checksum for d in sysroot.deployments()],
+                     len(overlay) if overlay is not None else 0)
     with interrupt.committing():
         layering.protect_bases(repo, [d.checksum for d in sysroot.deployments()] + [checksum])
         deployment = sysroot.deploy(start.origin.osname, checksum, origin, start.kargs(kargs), start.merge,

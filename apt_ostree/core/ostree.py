@@ -161,6 +161,18 @@ class Repo:
         stream.close(None)
         return b"".join(chunks)
 
+    def file_object(self, rev: str, path: str) -> tuple[str, int] | None:
+        """(content object checksum, size) of a regular file in a commit; None if there is none:
+        equal checksums, equal files, without reading them."""
+        target = self._root(rev).resolve_relative_path(path.lstrip("/"))
+        try:
+            info = target.query_info("standard::type,standard::size", Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
+        except GLib.Error:
+            return None
+        if info.get_file_type() != Gio.FileType.REGULAR:
+            return None
+        return str(target.get_checksum()), int(info.get_size())
+
     def is_file(self, rev: str, path: str) -> bool:
         """A regular file at ``path`` in the commit."""
         return bool(self._type(self._root(rev).resolve_relative_path(path.lstrip("/"))) == Gio.FileType.REGULAR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.progress import Progress
 from tests.conftest import TOP, Composed, apt_ostree, error_lines
 from tests.debrepo import Deb, build_deb
-from tests.root.test_deployments import status
+from tests.root.test_deployments import derive, status
 
 pytestmark = pytest.mark.root
 
@@ -197,3 +198,37 @@ def test_kargs_editor_that_changes_nothing(sysroot: Path) -> None:
     cli = apt_ostree("kargs", "--sysroot", sysroot, "--editor", "--unchanged-exit-77", check=False,
                      env={"EDITOR": "true"})
     assert cli.returncode == 77 and status(sysroot) == before
+
+
+@contextlib.contextmanager
+def small_boot(root: Path, free_mb: int) -> Iterator[None]:
+    """The sysroot's /boot on a tmpfs with its content and ``free_mb`` MB to spare."""
+    used = sum(p.stat().st_size for p in (root / "boot").rglob("*") if p.is_file() and not p.is_symlink())
+    keep = root.parent / "boot-content"
+    subprocess.run(["cp", "-a", str(root / "boot"), str(keep)], check=True)
+    size = used + (free_mb << 20) + (4 << 20)  # (tmpfs' own blocks)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root / "boot")], check=True)
+    try:
+        subprocess.run(["cp", "-a", f"{keep}/.", str(root / "boot")], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(root / "boot")], check=True)
+
+
+def test_a_full_boot_is_refused_before_anything_is_written(sysroot: Path, updates: Path, minimal: Composed,
+                                                          tmp_path: Path) -> None:
+    """An upgrade to a commit with another (larger) initramfs, /boot with 3 MB free: refused with the
+    sizes, nothing deployed or staged; a change that keeps the kernel (kargs) needs no room."""
+    kver = Repo.open(minimal.repo).commit(minimal.checksum).metadata["ostree.linux"]
+    derive(updates, "test/os", "13.9", {f"usr/lib/modules/{kver}/initramfs.img": os.urandom(20 << 20)}, tmp_path)
+    before = status(sysroot)
+    with small_boot(sysroot, 3):
+        cli = apt_ostree("upgrade", "--sysroot", sysroot, check=False)
+        assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr
+        [line] = error_lines(cli)
+        need = re.search(r"/boot has [0-9.]+ MB free; the new deployment.s kernel and initramfs need ([0-9.]+) MB",
+                         line)
+        assert need is not None and float(need.group(1)) > 30 and "nothing changed" in line, line
+        assert status(sysroot) == before and deploy_dirs(sysroot) == listed(sysroot)
+        apt_ostree("kargs", "--sysroot", sysroot, "--append=fits")
+        assert len(status(sysroot)) == 2
