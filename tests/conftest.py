@@ -6,10 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.cleanup import remove_tree
 
 TOP = Path(__file__).resolve().parent.parent
 BUILD = TOP / "_build"
@@ -47,6 +51,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if not any(item.iter_markers(name=m) for m in ("unit", "root", "dbus", "vm")):
             raise pytest.UsageError(f"{item.nodeid}: every test needs a tier marker (unit, root, dbus, vm)")
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)  # type: ignore[misc]  # (pytest 7.2: an untyped decorator)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = (yield).get_result()
+    if report.failed:
+        item.stash[FAILED] = True
+
+
+@pytest.fixture(autouse=True)
+def _remove_passed_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """tests/cleanup.py: a passed test's tmp_path goes when the test ends (after its other fixtures)."""
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None and not request.node.stash.get(FAILED, False):
+        remove_tree(path)
 
 
 @pytest.fixture(scope="session")

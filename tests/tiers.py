@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from tests.conftest import (
@@ -51,12 +52,39 @@ def prepare() -> dict[str, Composed]:
     return {"minimal": minimal, "bookworm": bookworm, "minimal_extra": extra}
 
 
+class DiskWatch:
+    """The least free space on the build's filesystem during the run (sampled), for the summary: a run
+    that fills the disk fails in whatever test writes next, far from the cause."""
+
+    def __init__(self) -> None:
+        self.start = self.least = self.free()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def free() -> int:
+        return shutil.disk_usage(BUILD).free
+
+    def _watch(self) -> None:
+        while not self._stop.wait(10):
+            self.least = min(self.least, self.free())
+
+    def summary(self) -> str:
+        self._stop.set()
+        gib = 1 << 30
+        return (f"disk: {self.start / gib:.1f} GiB free at the start, {self.least / gib:.1f} GiB at the least "
+                f"(the run used up to {(self.start - self.least) / gib:.1f} GiB)")
+
+
 def say(text: str) -> None:
     print(f"=== tests/tiers.py: {text}", flush=True)
 
 
 def main(args: list[str]) -> int:
     start = time.monotonic()
+    BUILD.mkdir(exist_ok=True)
+    disk = DiskWatch()
     say("composing the images the tiers share (examples/trixie.yaml, examples/bookworm.yaml, +htop)")
     env = {**os.environ, IMAGES_ENV: images_env(prepare())}
     say(f"composed in {time.monotonic() - start:.0f} s; the vm tier runs alongside (log: _build/vm-tier.log)")
@@ -84,6 +112,7 @@ def main(args: list[str]) -> int:
         if commands.parent.is_symlink():  # (pytest's *current links)
             continue
         say(f"{commands.relative_to(TOP)}:\n{commands.read_text()}")
+    say(disk.summary())
     say(f"vm tier: exit {vm_rc}; unit, root and dbus tiers: exit {others}; "
         f"{(time.monotonic() - start) / 60:.1f} min in all")
     return 1 if others or vm_rc else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from apt_ostree.core.ostree import Repo
 from apt_ostree.run import run
 from apt_ostree.sandbox import Bind, Sandbox
+from tests.cleanup import remove_tree
 from tests.conftest import EPOCH, MINIMAL, Composed, apt_ostree
 
 pytestmark = pytest.mark.root
@@ -36,14 +38,15 @@ def ls(c: Composed, *paths: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def checkout(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(minimal: Composed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A hardlink-free checkout of the commit, as a deployment would see it (tests only)."""
     dest = tmp_path_factory.mktemp("checkout") / "tree"
     ostree("checkout", f"--repo={minimal.repo}", minimal.ref, dest)
     # /var as the first boot makes it (exit 65: lines that do not apply in a sandbox)
     sandbox = Sandbox(rootfs=dest, binds=(Bind(dest / "usr/etc", "/etc"),))
     run(sandbox.argv(["systemd-tmpfiles", "--create", "--prefix=/var"]), check=False)
-    return dest
+    yield dest
+    remove_tree(dest.parent)
 
 
 def in_tree(tree: Path, *argv: str) -> str:

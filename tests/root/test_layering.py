@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from apt_ostree.core.sysroot import Sysroot
+from tests.cleanup import remove_tree
 from tests.conftest import TOP, Composed, apt_ostree, error_lines
 from tests.debrepo import Deb, SignedRepo, build_deb, make_repo
 from tests.root.conftest import make_sysroot, trust
@@ -25,9 +27,11 @@ GOLDEN = TOP / "tests/golden"
 
 @pytest.fixture(scope="module")
 def shared_root(updates_template: Path, minimal: Composed, aot_repo: SignedRepo,
-                tmp_path_factory: pytest.TempPathFactory) -> Path:
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One sysroot for the tests that must change nothing (and check that they did not)."""
-    return trust(make_sysroot(tmp_path_factory.mktemp("shared") / "sysroot", updates_template, minimal), aot_repo)
+    top = tmp_path_factory.mktemp("shared")
+    yield trust(make_sysroot(top / "sysroot", updates_template, minimal), aot_repo)
+    remove_tree(top)
 
 
 def status(root: Path) -> list[dict[str, object]]:
