@@ -49,8 +49,8 @@ def error_lines(cli: Cli) -> list[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if not any(item.iter_markers(name=m) for m in ("unit", "root", "dbus", "vm")):
-            raise pytest.UsageError(f"{item.nodeid}: every test needs a tier marker (unit, root, dbus, vm)")
+        if not any(item.iter_markers(name=m) for m in ("unit", "root", "dbus", "vm", "faults")):
+            raise pytest.UsageError(f"{item.nodeid}: every test needs a tier marker (unit, root, dbus, vm, faults)")
 
 
 FAILED = pytest.StashKey[bool]()

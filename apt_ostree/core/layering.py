@@ -41,6 +41,7 @@ from apt_ostree.core.layer_keys import (
     KEY_REPLACED,
     KEY_REQUESTED,
 )
+from apt_ostree.core.mountns import private_mounts
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.ostree_overlay import commit_delta
@@ -258,7 +259,7 @@ def _commit_layer(repo: Repo, apt: LayerApt | None, base: str, origin: Origin, p
                   progress: Progress, etc: Path | None) -> str:
     progress.step("Checking out the base")
     lower = _lower(repo, base)
-    with _overlay(repo, lower) as (merged, upper):
+    with private_mounts(), _overlay(repo, lower) as (merged, upper):
         (merged / "etc").mkdir()  # the mount point of /usr/etc in the sandbox
         policy = merged / POLICY_RC_D
         policy.write_text("#!/bin/sh\n# apt-ostree: no service starts while layering\nexit 101\n")

@@ -151,6 +151,7 @@ class Sysroot:
             # between): every decision under the lock starts from the list as it is now
             self.load()
             self._check_writable()
+            self._remove_orphans()
             with interrupt.cooperative():  # a cancel stops at a safe point (apt_ostree/interrupt.py)
                 yield
         finally:
@@ -172,6 +173,21 @@ class Sysroot:
             except OSError as e:
                 raise RepoError(f"cannot change sysroot {self.path}: {d} is not writable ({e.strerror}); "
                                 "nothing changed") from None
+
+    def _remove_orphans(self) -> None:
+        """A command killed while deploying leaves a deployment directory that no list names (and that
+        a retry, with the next serial, would not reuse): libostree's cleanup, without the repository's
+        prune, removes it before this change. Nothing to do (a directory listing) most of the time."""
+        named = {(d.osname, d.path.name) for d in self.deployments()}
+        on_disk = {(os_dir.name, d.name) for os_dir in (self.path / "ostree/deploy").glob("*")
+                   for d in (os_dir / "deploy").glob("*") if d.is_dir() and not d.name.endswith(".origin")}
+        if on_disk - named:
+            try:
+                self._sysroot.prepare_cleanup(None)
+            except GLib.Error as e:
+                raise RepoError(f"cannot remove the deployment directories a killed command left: {e.message}") \
+                    from None
+            self.load()
 
     # ----------------------------------------------------------- reading
     def deployments(self) -> list[Deployment]:
