@@ -40,6 +40,9 @@ class Sandbox:
     def argv(self, command: Sequence[str]) -> list[str]:
         args = [BWRAP, "--bind", str(self.rootfs), "/"]
         args += ["--proc", "/proc", "--dev", "/dev"]
+        # bwrap leaves /proc/sys writable as root (it tests the directory, which is never writable):
+        # kernel.core_pattern and the like are host-global; read-only they stay the host's
+        args += ["--ro-bind", "/proc/sys", "/proc/sys"]
         if self.host_sys:
             args += ["--ro-bind", "/sys", "/sys"]
         for path in self.tmpfs:
