@@ -180,7 +180,7 @@ class Sysroot:
         prune, removes it before this change. Nothing to do (a directory listing) most of the time."""
         named = {(d.osname, d.path.name) for d in self.deployments()}
         on_disk = {(os_dir.name, d.name) for os_dir in (self.path / "ostree/deploy").glob("*")
-                   for d in (os_dir / "deploy").glob("*") if d.is_dir() and not d.name.endswith(".origin")}
+                   for d in (os_dir / "deploy").glob("*") if d.is_dir()}
         if on_disk - named:
             try:
                 self._sysroot.prepare_cleanup(None)

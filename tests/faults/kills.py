@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.cleanup import mounts_below
 from tests.conftest import TOP
 from tests.root.test_deployments import status
+from tests.root.test_hardening import deploy_dirs, listed
+from tests.root.test_layering import fsck
 
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), "LC_ALL": "C.UTF-8",
        "APT_OSTREE_NO_DAEMON": "1"}
@@ -88,14 +90,6 @@ def kill_series(argv: Sequence[str | Path], root: Path, seed: int, max_kills: in
     raise AssertionError(f"{argv}: still running after {max_kills} kills")
 
 
-def deploy_dirs(root: Path) -> set[str]:
-    return {p.name for p in (root / "ostree/deploy/debian/deploy").iterdir() if p.is_dir()}
-
-
-def listed(root: Path) -> set[str]:
-    return {f"{d['checksum']}.{d['serial']}" for d in status(root)}
-
-
 def check_after_kill(root: Path, before: list[dict[str, object]], kill: Kill) -> None:
     """No mount left; the deployment list is the old one, or one complete new deployment before it;
     every listed deployment's directory is whole."""
@@ -116,5 +110,4 @@ def check_after_series(root: Path, series: Series) -> None:
     assert series.returncode in (0, 77), series.stderr[-3000:]
     assert deploy_dirs(root) == listed(root), f"orphans: {deploy_dirs(root) - listed(root)}"
     assert not list((root / "ostree/repo/tmp").glob("apt-ostree-layer-*"))
-    proc = subprocess.run(["ostree", "fsck", f"--repo={root}/ostree/repo"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "Corrupted" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    fsck(root)
