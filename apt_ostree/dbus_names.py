@@ -21,8 +21,8 @@ ERROR_DENIED = f"{BUS_NAME}.Error.AccessDenied"
 ERROR_FAILED = f"{BUS_NAME}.Error.Failed"
 # a transaction's typed error: the name of its class in apt_ostree.errors (…Error.UnknownPackage)
 ERROR_PREFIX = f"{BUS_NAME}.Error."
-TYPED_ERRORS = ("AptOstreeError", "UsageError", "TreefileError", "CommandError", "RepoError", "AptError",
-                "UnknownPackage", "LayeringError", "ComposeError", "ImageError", "Cancelled", "DaemonError")
+TYPED_ERRORS = ("AptOstreeError", "UsageError", "TreefileError", "CommandError", "RepoError", "SysrootBusy",
+                "AptError", "UnknownPackage", "LayeringError", "ComposeError", "ImageError", "Cancelled", "DaemonError")
 
 
 def error_name(class_name: str) -> str:

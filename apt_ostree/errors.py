@@ -46,6 +46,10 @@ class RepoError(AptOstreeError):
     """An OSTree repository could not be read or written, or a revision is unknown."""
 
 
+class SysrootBusy(RepoError):
+    """Another command or transaction holds the sysroot's lock."""
+
+
 class AptError(AptOstreeError):
     """APT sources or packages are unusable (unreachable, unsigned, unknown package)."""
 

@@ -1,10 +1,10 @@
 """`make check`: the whole suite, the vm tier side by side with the others.
 
 The guest runs under TCG and is slow mostly on one core while it boots or builds a layer; the root,
-dbus and unit tiers compose and layer on the host meanwhile. The Debian 12 guest's test (its own
-guest, VM_LATER) runs after those tiers, beside the rest of the vm tier: the Debian 13 guest's
-tests are the longest chain. The composes both sides use (Debian 13,
-Debian 12, Debian 13 plus htop) are made first, once, and handed to both pytest runs
+dbus and unit tiers compose and layer on the host meanwhile. The Debian 12 guest's test and the boot
+faults' (power cuts, a panicking deployment), each with a guest of its own (VM_LATER), run after those
+tiers, beside the rest of the vm tier: the Debian 13 guest's tests are the longest chain. The composes
+both sides use (Debian 13, Debian 12, Debian 13 plus htop) are made first, once, and handed to both pytest runs
 (tests/conftest.py's IMAGES_ENV). The vm tier's output goes to a log that is printed when it ends.
 Either run failing, or running no test (pytest's exit 5), fails the whole.
 
@@ -37,7 +37,8 @@ from tests.conftest import (
 
 PYTEST = ["/usr/bin/python3", "-m", "pytest", "-v", "--durations=15"]
 VM_TEMP = BUILD / "pytest-vm"  # (the vm tier leaves no immutable deployment directories on the host)
-VM_LATER = "tests/vm/test_upgrade_12_to_13.py"  # a guest of its own: run after the root and dbus tiers
+# guests of their own: run after the root and dbus tiers, one after the other
+VM_LATER = ("tests/vm/test_upgrade_12_to_13.py", "tests/vm/test_boot_faults.py")
 
 
 def prepare() -> dict[str, Composed]:
@@ -90,16 +91,16 @@ def main(args: list[str]) -> int:
     say(f"composed in {time.monotonic() - start:.0f} s; the vm tier runs alongside (log: _build/vm-tier.log)")
     log = BUILD / "vm-tier.log"
     with open(log, "w") as out:
-        vm = subprocess.Popen([*PYTEST, "-m", "vm", f"--basetemp={VM_TEMP}", f"--ignore={VM_LATER}", *args,
-                               "tests"], cwd=TOP, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+        ignore = [f"--ignore={p}" for p in VM_LATER]
+        vm = subprocess.Popen([*PYTEST, "-m", "vm", f"--basetemp={VM_TEMP}", *ignore, *args, "tests"], cwd=TOP,
+                              env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             others = subprocess.run([*PYTEST, "-m", "not vm", *args, "tests"], cwd=TOP, env=env).returncode
             say(f"unit, root and dbus tiers: exit {others} after {time.monotonic() - start:.0f} s; "
-                f"now {VM_LATER}, beside the vm tier")
-            later = subprocess.run([*PYTEST, "-m", "vm", f"--basetemp={VM_TEMP}-later", *args, VM_LATER], cwd=TOP,
+                f"now {' '.join(VM_LATER)}, beside the vm tier")
+            later = subprocess.run([*PYTEST, "-m", "vm", f"--basetemp={VM_TEMP}-later", *args, *VM_LATER], cwd=TOP,
                                    env=env).returncode
-            say(f"{VM_LATER}: exit {later} after {time.monotonic() - start:.0f} s; waiting for the vm tier")
+            say(f"{' '.join(VM_LATER)}: exit {later} after {time.monotonic() - start:.0f} s; waiting for the vm tier")
             others = others or later
             vm_rc = vm.wait()
         finally:

@@ -6,14 +6,24 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from apt_ostree import __version__, interrupt
 from apt_ostree.cli import compose, daemon, db, status, table
 from apt_ostree.errors import EXIT_CANCELLED, AptOstreeError, Cancelled, LayeringError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the form every other error has (one line starting
+    ``error:``, naming the command), exit code 2 as before."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="apt-ostree",
         description="Image-based, atomic Debian systems: compose, deploy and layer with OSTree.",
     )

@@ -55,6 +55,17 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
         pending = next((d for d in data["deployments"] if d["id"] == start), None)
         what = "the staged deployment" if pending and pending["staged"] else "the pending deployment"
         lines.append(f"Changes build on: {what} {start} (apt-ostree cleanup -p drops it)")
+    failure = data.get("finalization-failure")
+    if failure:
+        staged = failure.get("staged")
+        what = f"the staged deployment {staged['checksum'][:12]}" if staged else "the staged deployment"
+        lines.append(f"Warning: {what} did not finalize at the last shutdown: {failure['reason']}")
+        if staged:
+            asked = [*staged.get("requested-packages", []), *staged.get("requested-local-packages", [])]
+            if asked:
+                lines.append(f"  It had these packages: {' '.join(asked)}")
+            lines.append(f"  Its kernel arguments: {staged.get('kernel-arguments', '')}")
+        lines.append("  The booted deployment is the one before it; make the change again once the cause is fixed")
     lines.append("Deployments:")
     for d in data["deployments"]:
         mark = "●" if d["booted"] else " "
@@ -71,6 +82,9 @@ def render(data: dict[str, Any], verbose: bool) -> list[str]:
         rows.append(("Commit", d["checksum"]))
         if d["staged"]:
             rows.append(("Staged", "yes" + (" (finalization locked)" if d["finalization-locked"] else "")))
+        if d.get("boot-failed"):
+            rows.append(("BootFailed", "yes: it did not reach boot-complete.target, the previous deployment "
+                                       "was booted instead (apt-ostree rollback makes that the default)"))
         if d["pinned"]:
             rows.append(("Pinned", "yes"))
         if d.get("unlocked", "none") != "none":

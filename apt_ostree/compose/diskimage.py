@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apt_ostree.core import grub
+from apt_ostree.core import boot_trial, grub
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Sysroot
 from apt_ostree.errors import AptOstreeError, CommandError, ComposeError, UsageError
@@ -33,7 +33,8 @@ from apt_ostree.run import run
 OSNAME = "debian"
 BOOT_LABEL = "ostree-boot"
 ROOT_LABEL = "ostree-root"
-DEFAULT_KARGS = (f"root=LABEL={ROOT_LABEL}", "rw", "console=tty0", "console=ttyS0,115200")
+# panic=10: a kernel that panics reboots, and GRUB's automatic fallback boots the previous deployment
+DEFAULT_KARGS = (f"root=LABEL={ROOT_LABEL}", "rw", "console=tty0", "console=ttyS0,115200", "panic=10")
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  # root-x86-64 (discoverable partitions)
 SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$")
@@ -170,6 +171,7 @@ def _populate(mnt: Path, dev: Path, esp: str | None, boot_uuid: str, source: Rep
 
     progress.step("Deploying")
     deployment = sysroot.deploy_first(OSNAME, checksum, refspec, [*DEFAULT_KARGS, *opts.kargs])
+    boot_trial.create(mnt / "boot/grubenv")  # (after the first deployment: it boots without a trial)
     _configure(deployment.path, mnt / "ostree/deploy" / OSNAME / "var", opts)
 
 

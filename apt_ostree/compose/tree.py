@@ -19,11 +19,12 @@ from apt_ostree.compose import metadata as md
 from apt_ostree.compose.rootfs import build_rootfs, plan_rootfs
 from apt_ostree.core import grub, guard, kernel, layout
 from apt_ostree.core.apt import AptIndex, Package, host_architecture, host_sources, parse_dpkg_status, sources_list_text
+from apt_ostree.core.deb_check import check_new_deb
 from apt_ostree.core.ostree import Repo, variant_metadata
 from apt_ostree.core.pkgdb import KEY_PACKAGES, packages_variant
 from apt_ostree.core.sources import AptRepo, host_release, map_release
 from apt_ostree.core.treefile import Treefile
-from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError
+from apt_ostree.errors import AptError, CommandError, ComposeError, RepoError, TreefileError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run, unmount_below
 from apt_ostree.sandbox import Bind, Sandbox
@@ -85,6 +86,11 @@ def release_sources(releasever: str | None) -> tuple[AptRepo, ...]:
 
 def compose_tree(treefile: Treefile, opts: ComposeOptions, progress: Progress) -> ComposeResult:
     arch = host_architecture()
+    for deb in treefile.packages_local:  # before any download: a bad one named now, not after mmdebstrap
+        try:
+            check_new_deb(deb)
+        except AptError as e:
+            raise TreefileError(f"packages-local: {e.message}", hint=e.hint) from None
     repos = treefile.repos if treefile.repos is not None else release_sources(treefile.releasever)
     cache_tmp = None
     if opts.cachedir is None:

@@ -34,6 +34,12 @@ def host_architecture() -> str:
     return str(apt_pkg.config.find("APT::Architecture"))
 
 
+def host_architectures() -> list[str]:
+    """The native architecture first, then the foreign ones APT is configured for."""
+    _init()
+    return list(apt_pkg.get_architectures())
+
+
 def version_compare(a: str, b: str) -> int:
     _init()
     return int(apt_pkg.version_compare(a, b))

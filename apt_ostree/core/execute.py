@@ -6,8 +6,12 @@ Both render the :class:`~apt_ostree.core.ops.Result` it returns with the CLI's o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
+import tempfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from apt_ostree.core import config, deploy, initramfs, layering, packages
@@ -35,7 +39,7 @@ from apt_ostree.core.ops import (
 from apt_ostree.core.origin import Origin
 from apt_ostree.core.pkgdb import commit_packages
 from apt_ostree.core.sysroot import Deployment, Sysroot
-from apt_ostree.errors import RepoError, UsageError
+from apt_ostree.errors import RepoError, SysrootBusy, UsageError
 from apt_ostree.progress import Progress
 from apt_ostree.run import run
 
@@ -85,9 +89,13 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
         from apt_ostree.core import live
 
         return live.apply(sysroot, op, progress)
-    with sysroot.locked():  # (search and refresh-md too: they write the package lists an install reads)
-        if isinstance(op, Search):
-            return _search(op, sysroot, progress)
+    if isinstance(op, Search):
+        try:
+            with sysroot.locked():  # (it refreshes the package lists an install reads)
+                return _search(op, sysroot, progress)
+        except SysrootBusy:
+            return _search_snapshot(op, sysroot, progress)
+    with sysroot.locked():  # (refresh-md too: it writes the package lists an install reads)
         if isinstance(op, RefreshMd):
             return _refresh(op, sysroot, progress)
         if sysroot.is_booted:
@@ -95,18 +103,24 @@ def _run(op: Op, sysroot: Sysroot, progress: Progress) -> Result:
 
             live.sync_refs(sysroot)  # (an earlier boot's live state: the plain deployment runs now)
         if isinstance(op, Upgrade):
-            return _change(deploy.upgrade(
-                sysroot, progress, check=op.check, preview=op.preview, download_only=op.download_only,
-                cache_only=op.cache_only, allow_downgrade=op.allow_downgrade, lock_finalization=op.lock_finalization,
-                origin=_changed_origin(sysroot, op.install, op.uninstall)))
+            origin, keeping = _changed_origin(sysroot, op.install, op.uninstall)
+            with keeping:
+                return _change(deploy.upgrade(
+                    sysroot, progress, check=op.check, preview=op.preview, download_only=op.download_only,
+                    cache_only=op.cache_only, allow_downgrade=op.allow_downgrade,
+                    lock_finalization=op.lock_finalization, origin=origin))
         if isinstance(op, Deploy):
-            return _change(deploy.deploy_revision(
-                sysroot, op.revision, progress, cache_only=op.cache_only, lock_finalization=op.lock_finalization,
-                origin=_changed_origin(sysroot, op.install, op.uninstall)))
+            origin, keeping = _changed_origin(sysroot, op.install, op.uninstall)
+            with keeping:
+                return _change(deploy.deploy_revision(
+                    sysroot, op.revision, progress, cache_only=op.cache_only,
+                    lock_finalization=op.lock_finalization, origin=origin))
         if isinstance(op, Rebase):
-            return _change(deploy.rebase(
-                sysroot, op.refspec, progress, cache_only=op.cache_only, preview=op.preview,
-                lock_finalization=op.lock_finalization, origin=_changed_origin(sysroot, op.install, op.uninstall)))
+            origin, keeping = _changed_origin(sysroot, op.install, op.uninstall)
+            with keeping:
+                return _change(deploy.rebase(
+                    sysroot, op.refspec, progress, cache_only=op.cache_only, preview=op.preview,
+                    lock_finalization=op.lock_finalization, origin=origin))
         if isinstance(op, Rollback):
             return Result(moved=deploy.rollback(sysroot).id)
         if isinstance(op, Cleanup):
@@ -131,19 +145,17 @@ def _change(change: deploy.Change) -> Result:
                   NewDeployment(d.id, d.staged) if d is not None else None, image=change.image)
 
 
-def _changed_origin(sysroot: Sysroot, install: tuple[str, ...], uninstall: tuple[str, ...]) -> Origin | None:
-    """The origin with upgrade/deploy/rebase's --install/--uninstall applied (None: unchanged)."""
+def _changed_origin(sysroot: Sysroot, install: tuple[str, ...], uninstall: tuple[str, ...]
+                    ) -> tuple[Origin | None, AbstractContextManager[None]]:
+    """The origin with upgrade/deploy/rebase's --install/--uninstall applied (None: unchanged), and
+    the context the change runs in (the local .debs it names kept, and removed again if it fails)."""
     if not (install or uninstall):
-        return None
+        return None, contextlib.nullcontext()
     current, merge = sysroot.origin_deployment(), sysroot.merge_deployment()
     repo = sysroot.repo()
     base_names = {p.name for p in commit_packages(repo, layering.base_of(repo, current.checksum))}
-    origin, files = packages.new_origin(current, base_names, Request(install=install, uninstall=uninstall))
-    if files:
-        from apt_ostree.core.layer_apt import read_local_deb
-
-        layering.open_apt(sysroot.path, merge.osname, merge.path).keep_local([read_local_deb(f) for f in files])
-    return origin
+    origin, debs = packages.new_origin(current, base_names, Request(install=install, uninstall=uninstall))
+    return origin, packages.keeping_local(sysroot, merge, debs)
 
 
 def kargs_start(sysroot: Sysroot, deploy_index: int | None, import_proc_cmdline: bool) -> list[str]:
@@ -186,6 +198,31 @@ def _search(op: Search, sysroot: Sysroot, progress: Progress) -> Result:
     if not op.cache_only or not apt.has_lists():
         apt.refresh(progress)
     found = tuple(apt.search(list(op.queries)))
+    return Result(changed=bool(found), found=found)
+
+
+def _search_snapshot(op: Search, sysroot: Sysroot, progress: Progress) -> Result:
+    """Search while another command holds the sysroot (an install, an upgrade): the package lists as
+    they are, without a refresh, read from hard links in a directory of this search's own (APT
+    replaces a list by renaming a new file over it: a link keeps the old one whole) and an APT
+    configuration and cache there too, so nothing the other command reads or writes is touched."""
+    merge = sysroot.merge_deployment()
+    state, _ = layering.state_dirs(sysroot.path, merge.osname)
+    lists = sorted((state / "lists").glob("*_Packages*")) if (state / "lists").is_dir() else []
+    if not lists:
+        raise SysrootBusy(f"sysroot {sysroot.path} is locked by another operation and has no package lists yet",
+                          hint="search again when it is done (or after: apt-ostree refresh-md)")
+    progress.message("another operation holds the sysroot: searching the package lists as they are")
+    with tempfile.TemporaryDirectory(prefix="search-", dir=state) as tmp:
+        (Path(tmp) / "lists").mkdir()
+        for path in [*lists, *(state / "lists").glob("*Release*")]:
+            with contextlib.suppress(FileNotFoundError):  # (replaced or removed meanwhile)
+                os.link(path, Path(tmp) / "lists" / path.name)
+        from apt_ostree.core.layer_apt import LayerApt
+
+        apt = LayerApt(merge.path, Path(tmp), Path(tmp) / "cache")
+        apt.configure()
+        found = tuple(apt.search(list(op.queries)))
     return Result(changed=bool(found), found=found)
 
 

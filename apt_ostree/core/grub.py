@@ -46,6 +46,18 @@ if [ -s /grubenv ]; then
   load_env -f /grubenv
 fi
 source /loader/grub.cfg
+# Automatic fallback (apt-ostree's docs/guarantees.md): a new default deployment gets one boot; the
+# booted system clears aot_trial after boot-complete.target. One that never got there is skipped.
+if [ "${aot_trial}" = "new" ]; then
+  set aot_trial=tried
+  save_env -f /grubenv aot_trial
+elif [ "${aot_trial}" = "tried" ]; then
+  set aot_trial=failed
+  save_env -f /grubenv aot_trial
+  set default=1
+elif [ "${aot_trial}" = "failed" ]; then
+  set default=1
+fi
 """
 
 

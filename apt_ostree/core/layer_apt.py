@@ -219,6 +219,30 @@ class LayerApt:
                 shutil.copyfile(deb.path, kept.with_suffix(".partial"))
                 kept.with_suffix(".partial").rename(kept)
 
+    def local_files(self) -> dict[Path, bytes | None]:
+        """What keeping and indexing local .debs writes: the kept .debs and APT's copies (by name), the
+        local package lists (with their content)."""
+        found: dict[Path, bytes | None] = {p: None for d in (self.local_dir, self.archives) for p in d.glob("*.deb")}
+        found.update({p: p.read_bytes() for p in self.lists.glob("*local-repo*")})
+        return found
+
+    def restore_local_files(self, before: dict[Path, bytes | None], debs: Sequence[LocalDeb]) -> None:
+        """Back to ``before`` (from :meth:`local_files`) after a change with ``debs`` failed: the .debs
+        it kept and APT's copies of them removed, the local package lists as they were."""
+        if not debs:
+            return
+        kept = {f"{deb.sha256}.deb" for deb in debs}
+        copies = tuple(f"{deb.name}_" for deb in debs)
+        for p in [*self.local_dir.glob("*.deb"), *self.archives.glob("*.deb"), *self.lists.glob("*local-repo*")]:
+            ours = p.name in kept if p.parent == self.local_dir else \
+                p.name.startswith(copies) if p.parent == self.archives else True
+            if p not in before and ours:
+                p.unlink(missing_ok=True)
+        for p, data in before.items():
+            if data is not None and (not p.exists() or p.read_bytes() != data):
+                p.with_suffix(".partial").write_bytes(data)
+                p.with_suffix(".partial").rename(p)
+
     def local_deb(self, sha256: str, name: str) -> LocalDeb:
         path = self.local_dir / f"{sha256}.deb"
         if not path.exists():

@@ -6,11 +6,15 @@ inherited by the processes it starts (mount, APT, dpkg, bwrap). When the transac
 kernel drops the namespace with its last process and the mounts with it: nothing is left mounted on the
 host, and no later ``cleanup -b`` can delete a directory under a live mount. On leaving, the thread goes
 back to the namespace it came from (setns), so that what follows (apply-live's /usr) mounts on the host.
+setns also moves the thread's root and working directory to the namespace's root: both are put back,
+or a command run in a chroot would go on outside it after the layer (the thread has its own root since
+unshare(CLONE_NEWNS) implies CLONE_FS).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -29,8 +33,11 @@ _depth = threading.local()
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
+        if err == errno.EINVAL and what.startswith("making /"):
+            raise LayeringError(f"{what}: / is not a mount point",
+                                hint="in a chroot, bind-mount its root onto itself first (mount --bind DIR DIR)")
         raise LayeringError(f"{what}: {os.strerror(err)}",
-                                  hint="apt-ostree needs root (CAP_SYS_ADMIN) for a change")
+                            hint="apt-ostree needs root (CAP_SYS_ADMIN) for a change")
 
 
 @contextmanager
@@ -44,6 +51,8 @@ def private_mounts() -> Iterator[None]:
             _depth.n -= 1
         return
     home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         try:
@@ -55,5 +64,9 @@ def private_mounts() -> Iterator[None]:
                 _depth.n = 0
         finally:
             _check(_libc.setns(home, CLONE_NEWNS), "setns back to the host's mount namespace")
+            os.fchdir(root)
+            os.chroot(".")
+            os.fchdir(cwd)
     finally:
-        os.close(home)
+        for fd in (home, root, cwd):
+            os.close(fd)

@@ -9,11 +9,14 @@ the whole request set (:func:`apt_ostree.core.deploy.build_target`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from apt_ostree.core import config, layering
+from apt_ostree.core.deb_check import check_new_deb
 from apt_ostree.core.deploy import Change, LayerOptions, Start, origin_of, redeploy
-from apt_ostree.core.layer_apt import read_local_deb
+from apt_ostree.core.layer_apt import LocalDeb
 from apt_ostree.core.ops import Request
 from apt_ostree.core.origin import LocalPackage, Origin, check_package_name
 from apt_ostree.core.pkgdb import commit_packages
@@ -26,24 +29,45 @@ def is_local(item: str) -> bool:
     return item.endswith(".deb") and ("/" in item or Path(item).exists())
 
 
-def _local(path: str) -> tuple[LocalPackage, Path]:
+def _local(path: str) -> tuple[LocalPackage, LocalDeb]:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{path}: no such file")
-    deb = read_local_deb(p)
-    return LocalPackage(deb.sha256, deb.name), p
+    deb = check_new_deb(p)
+    return LocalPackage(deb.sha256, deb.name), deb
 
 
-def new_origin(current: Deployment, base_names: set[str], req: Request) -> tuple[Origin, list[Path]]:
+@contextmanager
+def keeping_local(sysroot: Sysroot, merge: Deployment, debs: Sequence[LocalDeb]) -> Iterator[None]:
+    """The named .debs kept by hash for the change in the block (later upgrades re-apply them). A
+    change that fails leaves none of them behind, nor what indexing them wrote (the local package
+    list, APT's copies): the next command starts as this one did."""
+    if not debs:
+        yield
+        return
+    apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
+    before = apt.local_files()
+    try:
+        apt.keep_local(debs)
+        yield
+    except BaseException:
+        sysroot.load()  # (a failure after the deployment was written: what it names stays)
+        named = {p.sha256 for d in sysroot.deployments() if d.origin is not None
+                 for p in (*d.origin.requested_local, *d.origin.override_replace_local)}
+        apt.restore_local_files(before, [deb for deb in debs if deb.sha256 not in named])
+        raise
+
+
+def new_origin(current: Deployment, base_names: set[str], req: Request) -> tuple[Origin, list[LocalDeb]]:
     """The origin of ``current`` changed by ``req``; UsageError/LayeringError for a bad request.
-    Returns the new origin and the local .deb files it names (to be kept by hash)."""
+    Returns the new origin and the local .debs it names (to be kept by hash: :func:`keeping_local`)."""
     origin = origin_of(current)
-    files: list[Path] = []
+    files: list[LocalDeb] = []
     install, install_local = [], []
     for item in req.install:
         if is_local(item):
-            pkg, path = _local(item)
-            files.append(path)
+            pkg, deb = _local(item)
+            files.append(deb)
             if pkg in origin.requested_local and not req.idempotent:
                 raise LayeringError(f"{item}: {pkg.name} is already requested")
             install_local.append(pkg)
@@ -74,11 +98,11 @@ def new_origin(current: Deployment, base_names: set[str], req: Request) -> tuple
             raise LayeringError(f"override remove {name}: already removed")
     replace = []
     for item in req.override_replace:
-        pkg, path = _local(item)
+        pkg, deb = _local(item)
         if pkg.name not in base_names:
             raise LayeringError(f"override replace {item}: {pkg.name} is not a package of the base",
                                 hint=f"to add it: apt-ostree install {item}")
-        files.append(path)
+        files.append(deb)
         replace.append(pkg)
     overridden = set(origin.override_remove) | {p.name for p in origin.override_replace_local}
     reset = list(overridden) if req.override_reset_all else []
@@ -110,8 +134,7 @@ def change(sysroot: Sysroot, req: Request, progress: Progress, opts: LayerOption
     origin, files = new_origin(current, base_names, req)
     if origin == origin_of(current):
         return Change(False, current.checksum, current.checksum)
-    if files:  # keep the named .debs by hash: later upgrades re-apply them
-        apt = layering.open_apt(sysroot.path, merge.osname, merge.path)
-        apt.keep_local([read_local_deb(f) for f in files])
-    return redeploy(sysroot, start, base, origin, progress, opts, version=repo.commit(base).metadata.get("version"))
+    with keeping_local(sysroot, merge, files):
+        return redeploy(sysroot, start, base, origin, progress, opts,
+                        version=repo.commit(base).metadata.get("version"))
 

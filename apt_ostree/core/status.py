@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from apt_ostree.core import boot_trial, finalization
 from apt_ostree.core import layer_keys as layering
 from apt_ostree.core.ostree import Repo
 from apt_ostree.core.sysroot import Deployment, Sysroot
@@ -116,9 +117,14 @@ def status_json(sysroot: Sysroot) -> dict[str, Any]:
     repo = sysroot.repo()
     deployments = sysroot.deployments()
     start = sysroot.pending_deployment()
+    trial = boot_trial.state(sysroot.path)
     return {
-        "deployments": [{**deployment_json(repo, d), **(live_json(repo, d) if d.booted else {})}
+        # apt-ostree's boot-failed: the default that GRUB abandoned after its one boot (core/boot_trial.py)
+        "deployments": [{**deployment_json(repo, d), **(live_json(repo, d) if d.booted else {}),
+                         "boot-failed": d.index == 0 and not d.booted and trial == boot_trial.FAILED}
                         for d in deployments],
+        # apt-ostree's: a staged deployment that did not finalize at the last shutdown (core/finalization.py)
+        "finalization-failure": finalization.last_failure(sysroot),
         # apt-ostree's key: the deployment the next change builds on when it is not the booted one
         "changes-build-on": start.id if start is not None else None,
         "transaction": None,

@@ -25,10 +25,10 @@ gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
 from apt_ostree import interrupt  # noqa: E402
-from apt_ostree.core import grub  # noqa: E402
+from apt_ostree.core import boot_trial, finalization, grub  # noqa: E402
 from apt_ostree.core.origin import Origin  # noqa: E402
 from apt_ostree.core.ostree import Repo  # noqa: E402
-from apt_ostree.errors import RepoError, UsageError  # noqa: E402
+from apt_ostree.errors import RepoError, SysrootBusy, UsageError  # noqa: E402
 from apt_ostree.run import run  # noqa: E402
 
 STAGED_LOCK = Path("/run/ostree/staged-deployment-locked")  # read by every ostree-finalize-staged
@@ -144,7 +144,7 @@ class Sysroot:
         except GLib.Error as e:
             raise RepoError(f"cannot lock sysroot {self.path}: {e.message}") from None
         if not acquired:
-            raise RepoError(f"sysroot {self.path} is locked by another operation",
+            raise SysrootBusy(f"sysroot {self.path} is locked by another operation",
                             hint="wait for the other apt-ostree or ostree command to finish")
         try:
             # what was read before the lock may be stale (another command may have deployed in
@@ -302,11 +302,15 @@ class Sysroot:
         except GLib.Error as e:
             raise RepoError(f"cannot deploy {checksum[:12]}: {e.message}") from None
         self.load()
+        self._default_changed()
         if self.is_booted and lock_finalization:
             self._lock_staged()
         if not self.is_booted and not before <= {d.id for d in self.deployments()}:
             self.cleanup()
-        return next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
+        written = next(d for d in self.deployments() if d.raw.equal(new) or (d.checksum == checksum and d.staged))
+        if written.staged:
+            finalization.record_staged(self.path / "ostree/deploy" / osname / "var", written)
+        return written
 
     def _stage_overlay(self, data: bytes) -> None:
         """The overlay initrd of the deployment just staged. stage_tree_with_options' overlay_initrds
@@ -391,12 +395,22 @@ class Sysroot:
 
     def write_order(self, order: Sequence[Deployment]) -> None:
         """Make ``order`` the deployment list (the first boots next): rollback, set-default."""
+        before = self.deployments()[:1]
         try:
             with self._grub_env(), interrupt.committing():
                 self._sysroot.write_deployments([d.raw for d in order], None)
         except GLib.Error as e:
             raise RepoError(f"cannot write deployments of {self.path}: {e.message}") from None
         self.load()
+        if [d.id for d in before] != [d.id for d in self.deployments()[:1]]:
+            self._default_changed()
+
+    def _default_changed(self) -> None:
+        """The default deployment changed: GRUB gives it one boot unless it is the running system
+        (core/boot_trial.py)."""
+        first = self.deployments()[:1]
+        if first:
+            boot_trial.default_changed(self.path, first[0].booted)
 
     def cleanup(self) -> None:
         """Delete undeployed deployments and boot files, and prune unreferenced repository objects."""

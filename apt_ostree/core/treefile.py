@@ -292,6 +292,27 @@ def _keys(ctx: _Ctx) -> dict[str, tuple[str, Callable[[str, Any], Any]]]:
 TREEFILE_MAX = 1 << 20  # (a treefile is a few kB; more is not one: /dev/zero, a disk image)
 
 
+def _strict_loader() -> type:
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error (PyYAML keeps
+    the last one silently: a treefile with two `packages:` would lose the first list)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+                if not isinstance(key, str | int | float | bool):
+                    continue  # (not hashable or not a treefile key: the schema rejects it)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+    return StrictLoader
+
+
 def _read_yaml(path: Path, ctx: _Ctx | None, key: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
@@ -310,15 +331,17 @@ def _read_yaml(path: Path, ctx: _Ctx | None, key: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise TreefileError(f"treefile {path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        import yaml  # here: the commands that read no treefile do not load it
+    import yaml  # here: the commands that read no treefile do not load it
 
-        data = yaml.safe_load(text)
+    try:
+        data = yaml.load(text, Loader=_strict_loader())  # (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise TreefileError(f"treefile {path}: {where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise TreefileError(f"treefile {path}: nested too deeply to be a treefile") from None
     if not isinstance(data, dict):
         raise TreefileError(f"treefile {path}: expected a mapping at the top level, got {_type_name(data)}")
     return data

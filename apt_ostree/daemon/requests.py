@@ -55,6 +55,13 @@ def _checked(value: Any, kind: str, what: str) -> Any:
     return tuple(items) if kind in ("list", "args") else value
 
 
+def _daemon_option(key: str, value: Any) -> None:
+    """An option the daemon reads itself (the queue, the title): UsageError if its type is wrong."""
+    kind = DAEMON_OPTIONS[key]
+    if not isinstance(value, kind):
+        raise UsageError(f"option {key!r} has the wrong type: it must be {_TYPES[kind.__name__][1]}")
+
+
 def _keyed(rows: Iterable[Verb], into: str) -> dict[str, Opt]:
     return {o.dbus_key: o for v in rows for o in v.opts if o.into == into}
 
@@ -67,8 +74,7 @@ def _fields(rows: Sequence[Verb], into: str, values: Mapping[str, Any], what: st
     noun = "option" if into == OPTIONS else "modifier"
     for key, value in values.items():
         if into == OPTIONS and key in DAEMON_OPTIONS:
-            if not isinstance(value, DAEMON_OPTIONS[key]):
-                raise UsageError(f"option {key!r} has the wrong type")
+            _daemon_option(key, value)
             continue
         if key in fixed:
             continue
@@ -204,8 +210,10 @@ def automatic(options: Mapping[str, Any], policy: str) -> Command | None:
     mode = options.get("mode", "auto")
     if mode not in AUTOMATIC_MODES:
         raise UsageError(f"unknown mode {mode!r}", hint=f"modes: {', '.join(AUTOMATIC_MODES)}")
-    for key in options:
-        if key not in ("mode", *DAEMON_OPTIONS):
+    for key, value in options.items():
+        if key in DAEMON_OPTIONS:
+            _daemon_option(key, value)
+        elif key != "mode":
             raise UsageError(f"unknown option {key!r} for AutomaticUpdateTrigger")
     mode = policy if mode == "auto" else mode
     op = ops.automatic_mode(mode)

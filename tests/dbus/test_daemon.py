@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.cleanup import mounts_below
 from tests.conftest import Composed, error_lines
 from tests.dbus.conftest import Bus, Daemon, cli, cli_background, gone, layer_sysroot, start_daemon, wait_for_process
 from tests.debrepo import SignedRepo
@@ -45,11 +46,6 @@ def deployments(root: Path) -> list[dict[str, Any]]:
 
 def ids(root: Path) -> list[str]:
     return [str(d["id"]) for d in deployments(root)]
-
-
-def mounts_below(path: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
 
 
 def interfaces(xml: str) -> dict[str, list[tuple[str, ...]]]:

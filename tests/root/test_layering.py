@@ -4,6 +4,7 @@ synthetic packages from a signed local repository and real Debian packages; gold
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,23 @@ def shared_root(updates_template: Path, minimal: Composed, aot_repo: SignedRepo,
 
 def status(root: Path) -> list[dict[str, object]]:
     return list(json.loads(apt_ostree("status", "--sysroot", root, "--json").stdout)["deployments"])
+
+
+@contextlib.contextmanager
+def holding_the_lock(root: Path) -> Iterator[None]:
+    """The sysroot's lock held by another process (libostree's, as any command takes it) for the block."""
+    script = ("import sys, gi; gi.require_version('OSTree', '1.0'); from gi.repository import Gio, OSTree\n"
+              "s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None); s.lock()\n"
+              "print('locked', flush=True); sys.stdin.read()\n")
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", script, str(root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 def fsck(root: Path) -> None:
@@ -316,4 +334,13 @@ def test_real_debian_packages(layer_root: Path) -> None:
     # words match names and summaries (every package's summary is read: this took minutes once)
     hits = apt_ostree("search", "--sysroot", layer_root, "-C", "interactive", "viewer").stdout
     assert "htop " in hits and ": interactive processes viewer" in hits, hits
+    # while another command holds the sysroot (its lock): the lists as they are, none of them touched
+    state = layer_root / "ostree/deploy/debian/var/lib/apt-ostree"
+    lists = {p.name: p.stat().st_mtime_ns for p in (state / "lists").iterdir()}
+    with holding_the_lock(layer_root):
+        busy = apt_ostree("search", "--sysroot", layer_root, "name:nginx-l*")
+        assert busy.stdout.startswith("nginx-light ") and "searching the package lists as they are" in busy.stderr
+        assert apt_ostree("install", "--sysroot", layer_root, "sl", check=False).returncode == 1
+    assert lists == {p.name: p.stat().st_mtime_ns for p in (state / "lists").iterdir()}
+    assert not list(state.glob("search-*"))
     fsck(layer_root)

@@ -31,11 +31,14 @@ def test_contents(deb: Path) -> None:
                  "./usr/share/polkit-1/actions/org.projectatomic.aptostree1.policy",
                  "./etc/apt-ostreed.conf", "./lib/systemd/system/apt-ostreed.service",
                  "./lib/systemd/system/apt-ostreed-automatic.service",
-                 "./lib/systemd/system/apt-ostreed-automatic.timer"):
+                 "./lib/systemd/system/apt-ostreed-automatic.timer",
+                 # the automatic fallback's confirmation (apt_ostree/core/boot_trial.py)
+                 "./lib/systemd/system/apt-ostree-boot-complete.service"):
         assert path in listing
     postinst = subprocess.run(["dpkg-deb", "-I", str(deb), "postinst"], capture_output=True, text=True,
                               check=True).stdout
     assert "apt-ostreed-automatic.timer" in postinst  # enabled by the package
+    assert "apt-ostree-boot-complete.service" in postinst
     assert "__pycache__" not in listing
     fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True,
                             check=True).stdout

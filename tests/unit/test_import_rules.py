@@ -24,7 +24,8 @@ NEVER = {  # a module under the key's directory never imports these
 LEAVES = ("verbs.py", "dbus_names.py", "errors.py")  # shared by cli and daemon: import nothing of apt_ostree
 ONLY = {  # a module that only these files may import
     "subprocess": {"run.py", "cli/deployments.py", "cli/client.py"},  # ($EDITOR and pkttyagent: the user's tty)
-    "apt_pkg": {"core/apt.py", "core/layer_apt.py", "core/layer_dpkg.py", "core/apt_acquire.py"},  # the APT facades
+    "apt_pkg": {"core/apt.py", "core/layer_apt.py", "core/layer_dpkg.py", "core/apt_acquire.py",
+                "core/deb_check.py"},  # the APT facades
 }
 OSTREE_FACADES = {"core/ostree.py", "core/sysroot.py", "core/ostree_overlay.py", "core/ostree_objects.py"}
 

@@ -262,6 +262,38 @@ class Guest:
             self.kill()
             raise AssertionError(f"guest did not power off within {timeout} s\n{self.diagnostics()}")
 
+    def send_reboot(self, command: str = "systemctl reboot") -> None:
+        """Start ``command`` (a reboot or poweroff) and return at once: the caller watches what follows."""
+        self._unshare()
+        try:
+            self._ssh(command, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def wait_for_serial(self, text: str, timeout: float, since: int = 0) -> int:
+        """Wait until the serial log shows ``text`` (after offset ``since``); its offset."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.serial_log().find(text, since)
+            if found >= 0:
+                return found
+            if not self.running():
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {text!r} on the serial console within {timeout} s\n{self.diagnostics()}")
+
+    def power_cut(self, keep_log: Path | None = None) -> None:
+        """SIGKILL QEMU: the guest loses power now, with what its page cache held. The serial log so
+        far is kept in ``keep_log``; :meth:`start` boots the same disk again."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None
+        if keep_log is not None:
+            shutil.copyfile(self.serial_path, keep_log)
+        shutil.rmtree(self.mux_dir, ignore_errors=True)
+        self.mux_dir = Path(tempfile.mkdtemp(prefix="aot-ssh-"))
+
     def kill(self) -> None:
         """Make sure QEMU is gone: SIGTERM its process group, SIGKILL after 10 s."""
         try:
