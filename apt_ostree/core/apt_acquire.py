@@ -19,7 +19,7 @@ class AcquireProgress:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.failed: list[str] = []
+        self._failed: dict[str, str] = {}  # an item's description -> its last failure
         # set by apt_pkg while it fetches
         self.current_bytes = self.current_cps = self.fetched_bytes = self.last_bytes = self.total_bytes = 0.0
         self.current_items = self.total_items = 0
@@ -32,8 +32,13 @@ class AcquireProgress:
     def start(self) -> None:
         pass
 
+    @property
+    def failed(self) -> list[str]:
+        """The items that failed and were not fetched in another form afterwards, one line each."""
+        return list(self._failed.values())
+
     def done(self, item: apt_pkg.AcquireItemDesc) -> None:
-        pass
+        self._failed.pop(str(item.description), None)  # (Packages.xz failed, then Packages came)
 
     def fetch(self, item: apt_pkg.AcquireItemDesc) -> None:
         pass
@@ -47,9 +52,11 @@ class AcquireProgress:
     def fail(self, item: apt_pkg.AcquireItemDesc) -> None:
         """An index that could not be fetched (APT's "Failed to fetch"), as one line."""
         error = " ".join(str(item.owner.error_text).split())
-        if item.owner.status != item.owner.STAT_DONE:  # (not an IMS hit)
-            self.failed.append(f"cannot fetch {item.description}: {error}" if error else
-                               f"cannot fetch {item.description}")
+        # an item done (an IMS hit, a flat repository's absent Release) is apt-get's "Ign:"; one still
+        # fetching goes on with another form (a flat repository's Packages.xz, then Packages): see done()
+        if item.owner.status != item.owner.STAT_DONE:
+            self._failed[str(item.description)] = (f"cannot fetch {item.description}: {error}" if error else
+                                                   f"cannot fetch {item.description}")
 
     def pulse(self, owner: apt_pkg.Acquire) -> bool:
         if self.total_bytes:

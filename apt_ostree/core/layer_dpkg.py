@@ -62,12 +62,18 @@ def _dpkg_failure(log: Path) -> LayeringError:
     text = log.read_text(errors="replace") if log.exists() else ""
     lines = text.splitlines()
     for i, ln in enumerate(lines):
-        if ln.startswith("dpkg: error processing package") or "subprocess returned error exit status" in ln:
+        if ln.startswith(("dpkg: error processing package", "dpkg: error processing archive")) \
+                or "subprocess returned error exit status" in ln:
             what = ln.removeprefix("dpkg: ").strip()
-            for follow in lines[i:i + 3]:
-                if "script subprocess returned error" in follow:
-                    what = f"{ln.removeprefix('dpkg: error processing package ').rstrip(':')}: {follow.strip()}"
-                    break
+            if ln.startswith("dpkg: error processing"):
+                # "package NAME (--configure):" or "archive /path/NAME_VERSION_ARCH.deb (--unpack):", then
+                # the cause, indented
+                subject = ln.removeprefix("dpkg: error processing package ").rstrip(":")
+                if ln.startswith("dpkg: error processing archive"):
+                    path, _, step = ln.removeprefix("dpkg: error processing archive ").rstrip(":").rpartition(" ")
+                    subject = f"{Path(path).name.partition('_')[0]} {step}"
+                cause = next((f.strip() for f in lines[i + 1:i + 3] if f.startswith(" ")), "")
+                what = f"{subject}: {cause}" if cause else subject
             return LayeringError(f"dpkg failed: {what}", hint="\n".join(lines[max(0, i - 20):i + 3]))
     return LayeringError("dpkg failed", hint="\n".join(lines[-25:]))
 
