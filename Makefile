@@ -20,7 +20,7 @@ DEBIAN_DEPS := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-yaml pyth
 	python3-venv bubblewrap mmdebstrap dpkg-dev debhelper dh-python fakeroot lintian \
 	arch-test ca-certificates qemu-system-x86 qemu-utils grub-pc-bin grub2-common fdisk \
 	openssh-client grub-efi-amd64-bin ovmf mtools dosfstools dbus-daemon systemd procps util-linux \
-	skopeo umoci buildah docker-registry zstd
+	skopeo umoci buildah docker-registry zstd nginx
 
 .PHONY: all deps deb demo check lint clean completion generated
 

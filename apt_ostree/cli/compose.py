@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     disk.add_argument("--hostname", metavar="NAME")
     disk.add_argument("--remote", type=key_value, metavar="NAME=URL",
                       help="add this remote to the image; the deployment's origin becomes NAME:REF")
+    disk.add_argument("--remote-gpg-key", type=Path, metavar="FILE",
+                      help="the remote's GPG public key: its commits and summary are verified")
     disk.set_defaults(func=run_disk_image)
 
     enc = csub.add_parser("container-encapsulate", help="write a commit as a chunked, bootable OCI image",
@@ -77,6 +79,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     image.add_argument("--cache-only", action="store_true", help="use only cached package lists and .debs")
     _image_options(image)
     image.set_defaults(func=run_image)
+
+    publish = csub.add_parser(
+        "publish", help="make commits ready for a fleet: an archive repository with deltas and a signed summary",
+        description="Pull REFs (default: every ref) from REPO into ARCHIVE_REPO (an archive repository any "
+                    "web server can serve; created if missing), generate static deltas to each new commit from "
+                    "its previous commits and from empty, sign the commits and the summary with GPG, prune the "
+                    "history, and regenerate the summary.")
+    publish.add_argument("--repo", type=Path, required=True, help="the repository the commits were composed in")
+    publish.add_argument("archive", type=Path, metavar="ARCHIVE_REPO")
+    publish.add_argument("refs", nargs="*", metavar="REF")
+    publish.add_argument("--deltas-from", type=int, default=2, metavar="N",
+                         help="deltas from the N commits before each new one (default 2), and from empty")
+    publish.add_argument("--no-empty-delta", action="store_true",
+                         help="no delta from empty (a first install's: the whole tree, the slow one to make)")
+    publish.add_argument("--keep", type=int, metavar="N", help="keep N commits of each ref's history (default: all)")
+    publish.add_argument("--gpg-sign", metavar="KEYID", help="sign the commits and the summary with this GPG key")
+    publish.add_argument("--gpg-homedir", type=Path, metavar="DIR", help="GPG home directory holding the key")
+    publish.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 when there was nothing new")
+    publish.set_defaults(func=run_publish)
 
     lint = csub.add_parser("lint", help="check a commit against bootc's base-image rules",
                            description="Check REV of REPO: one kernel with its initramfs, an empty /boot, /sysroot "
@@ -152,6 +173,32 @@ def run_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_publish(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.publish import PublishOptions, publish
+
+    opts = PublishOptions(refs=tuple(args.refs), deltas_from=args.deltas_from, empty_delta=not args.no_empty_delta,
+                          keep=args.keep, gpg_key=args.gpg_sign, gpg_homedir=args.gpg_homedir)
+    result = publish(args.repo, args.archive, opts, progress_for(args))
+    for ref, checksum in result.refs.items():
+        out(f"{ref}: {checksum}" + (" (new)" if ref in result.pulled else ""))
+    if result.deltas:
+        out(f"Static deltas: {len(result.deltas)} new ({', '.join(_delta_label(d) for d in result.deltas)})")
+    if result.signed:
+        out(f"Signed: {len(result.signed)} commit(s) with {args.gpg_sign}")
+    if result.pruned:
+        out(f"Pruned: {result.pruned} objects")
+    if not result.changed:
+        out(f"{args.archive}: nothing new")
+        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+    out(f"Summary: {args.archive / 'summary'}" + (" (signed)" if args.gpg_sign else ""))
+    return 0
+
+
+def _delta_label(name: str) -> str:
+    from_, _, to = name.rpartition("-")
+    return f"{from_[:12] if from_ else 'empty'} -> {to[:12]}"
+
+
 def run_lint(args: argparse.Namespace) -> int:
     from apt_ostree.compose.lint import lint
     from apt_ostree.core.ostree import Repo
@@ -174,6 +221,7 @@ def run_disk_image(args: argparse.Namespace) -> int:
         repo=args.repo, ref=args.ref, output=args.output.absolute(), size=args.size, format=args.format,
         bootloader=args.bootloader, kargs=tuple(args.karg), root_ssh_key=args.root_ssh_key,
         root_password_hash=args.root_password_hash, hostname=args.hostname, remote=args.remote,
+        remote_gpg_key=args.remote_gpg_key,
     )
     checksum = build_disk_image(opts, progress_for(args))
     out(f"Wrote disk image: {args.output}")

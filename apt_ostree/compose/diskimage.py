@@ -53,6 +53,7 @@ class DiskImageOptions:
     root_password_hash: str | None = None
     hostname: str | None = None
     remote: tuple[str, str] | None = None
+    remote_gpg_key: Path | None = None  # the remote's public key: commits and summary verified
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -61,6 +62,16 @@ def parse_size(text: str) -> int:
     if not m:
         raise UsageError(f"--size: not a size: {text!r}", hint="e.g. 8G, 4096M")
     return int(m.group(1)) * int(1024 ** " KMGT".index(m.group(2) or " "))
+
+
+def check_public_key(path: Path) -> None:
+    """``path`` holds an OpenPGP public key (gpg reads it without importing it): UsageError otherwise."""
+    if not path.is_file():
+        raise UsageError(f"--remote-gpg-key: file not found: {path}")
+    shown = run(["gpg", "--batch", "--show-keys", "--with-colons", str(path)], capture=True, check=False)
+    if shown.returncode != 0 or not any(line.startswith("pub:") for line in shown.stdout.splitlines()):
+        raise UsageError(f"--remote-gpg-key: {path} holds no OpenPGP public key",
+                         hint="export one with: gpg --export --armor KEYID > FILE")
 
 
 def validate(opts: DiskImageOptions) -> tuple[Repo, str]:
@@ -87,6 +98,10 @@ def validate(opts: DiskImageOptions) -> tuple[Repo, str]:
     for karg in opts.kargs:
         if not karg or any(c.isspace() for c in karg):
             raise UsageError(f"--karg: not a kernel argument: {karg!r}")
+    if opts.remote_gpg_key is not None:
+        if opts.remote is None:
+            raise UsageError("--remote-gpg-key needs --remote=NAME=URL")
+        check_public_key(opts.remote_gpg_key)
     out = opts.output
     if out.exists() and stat.S_ISBLK(out.stat().st_mode):
         if opts.format != "raw":
@@ -154,7 +169,8 @@ def _populate(mnt: Path, dev: Path, esp: str | None, boot_uuid: str, source: Rep
     repo.pull_local(source, checksum)
     if opts.remote:
         name, url = opts.remote
-        repo.add_remote(name, url, gpg_verify=False)
+        key = opts.remote_gpg_key.read_bytes() if opts.remote_gpg_key is not None else None
+        repo.add_remote(name, url, gpg_verify=False, gpg_key=key)
         repo.set_ref(name, opts.ref, checksum)
         refspec = f"{name}:{opts.ref}"
     else:

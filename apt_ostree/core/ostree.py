@@ -246,9 +246,10 @@ class Repo:
         except GLib.Error as e:
             raise gerror(f"cannot write the configuration of {self.path}", e) from None
 
-    def pull_local(self, source: Repo, checksum: str) -> None:
-        """Copy a commit and its objects from another local repository (``ostree pull-local``)."""
-        options = GLib.Variant("a{sv}", {"refs": GLib.Variant("as", [checksum])})
+    def pull_local(self, source: Repo, checksum: str, depth: int = 0) -> None:
+        """Copy a commit and its objects from another local repository (``ostree pull-local``), with
+        ``depth`` of its parents (those the source has)."""
+        options = GLib.Variant("a{sv}", {"refs": GLib.Variant("as", [checksum]), "depth": GLib.Variant("i", depth)})
         try:
             self._repo.pull_with_options(f"file://{source.path.resolve()}", options, None, None)
         except GLib.Error as e:
@@ -285,10 +286,17 @@ class Repo:
             checksum = info.parent
         return out
 
-    def add_remote(self, name: str, url: str, gpg_verify: bool) -> None:
-        options = GLib.Variant("a{sv}", {"gpg-verify": GLib.Variant("b", gpg_verify)})
+    def add_remote(self, name: str, url: str, gpg_verify: bool, gpg_key: bytes | None = None) -> None:
+        """A remote; ``gpg_key`` (a public key, armored or not): imported for it, and commits and the
+        summary verified against it."""
+        verify = gpg_verify or gpg_key is not None
+        options = GLib.Variant("a{sv}", {"gpg-verify": GLib.Variant("b", verify),
+                                         "gpg-verify-summary": GLib.Variant("b", gpg_key is not None)})
         try:
             self._repo.remote_add(name, url, options, None)
+            if gpg_key is not None:
+                stream = Gio.MemoryInputStream.new_from_bytes(GLib.Bytes.new(gpg_key))
+                self._repo.remote_gpg_import(name, stream, None, None)
         except GLib.Error as e:
             raise gerror(f"cannot add remote {name} to {self.path}", e) from None
 

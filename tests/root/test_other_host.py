@@ -23,9 +23,10 @@ pytestmark = pytest.mark.root
 OTHER = {"bookworm": "trixie", "trixie": "bookworm"}
 # what `make check` installs that these tests use (make deps' list, less the image and VM tools)
 PACKAGES = ("python3 python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml python3-pytest ostree bubblewrap "
-            "dpkg-dev gpg gpg-agent systemd util-linux mount e2fsprogs make ca-certificates procps").split()
+            "dpkg-dev gpg gpg-agent systemd util-linux mount e2fsprogs make ca-certificates procps grub-common "
+            "nginx").split()
 TESTS = ("tests/unit", "tests/root/test_layering.py", "tests/root/test_deployments.py",
-         "tests/root/test_rebase_sources.py")
+         "tests/root/test_rebase_sources.py", "tests/root/test_publish.py")
 
 
 def make_root(release: str, cachedir: Path) -> Path:
