@@ -18,7 +18,6 @@ import os
 import random
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 
 from apt_ostree.core.ostree import libostree_at_least
 from tests.conftest import apt_ostree, error_lines
-from tests.vm.qemu import free_port
+from tests.nginx import Nginx, serving
 
 pytestmark = pytest.mark.root
 
@@ -97,62 +96,10 @@ def ostree(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess
     return subprocess.run(["ostree", *map(str, args)], check=check, capture_output=True, text=True)
 
 
-@dataclass
-class Nginx:
-    root: Path
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def bytes_sent(self) -> int:
-        """The bytes nginx sent so far (its access log: one "$body_bytes_sent" a line)."""
-        return sum(int(n) for n in self.log.read_text().split())
-
-
 @pytest.fixture()
 def nginx(tmp_path: Path) -> Iterator[Nginx]:
-    """Debian's nginx serving tmp_path/archive on 127.0.0.1, with the configuration docs/fleet.md gives."""
-    root = tmp_path / "archive"
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    log = tmp_path / "sent.log"
-    server = (TOP_DOCS / "fleet-nginx.conf").read_text().replace("listen 80;", f"listen 127.0.0.1:{port};") \
-        .replace("/srv/ostree/repo", str(root))
-    temp = " ".join(f"{k}_temp_path {tmp_path}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    # (workers as root: pytest's directories are root's alone; a real server's repository is world-readable)
-    conf.write_text(f"daemon off;\nuser root;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
-                    f"events {{ worker_connections 64; }}\nhttp {{\n  log_format sent '$body_bytes_sent';\n"
-                    f"  access_log {log} sent;\n  {temp}\n{server}\n}}\n")
-    log.touch()
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while not _answers(f"http://127.0.0.1:{port}/config"):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.2)
-    log.write_text("")
-    yield Nginx(root, port, log, proc)
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-TOP_DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def _answers(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-    except urllib.error.HTTPError:
-        return True  # (a 404 before the first publish: nginx answers)
-    except OSError:
-        return False
-    return True
+    with serving(tmp_path / "archive", tmp_path / "nginx") as server:
+        yield server
 
 
 def client(tmp: Path, name: str, url: str, key: Key) -> Path:
@@ -174,7 +121,7 @@ def test_publish_serve_pull_tamper_prune(tmp_path: Path, key: Key, nginx: Nginx)
     synthetic_tree(tree)
     first = commit(source, tree, "1")
     archive = nginx.root
-    sign = ["--gpg-sign", key.fingerprint, "--gpg-homedir", key.homedir]
+    sign: list[str | Path] = ["--gpg-sign", key.fingerprint, "--gpg-homedir", key.homedir]
 
     # bad input: one line, nothing written (the archive repository is not even created)
     for args, culprit in ((["no/such/ref"], "'no/such/ref'"), (["--gpg-sign", "0" * 40], "0" * 40)):
@@ -211,14 +158,14 @@ def test_publish_serve_pull_tamper_prune(tmp_path: Path, key: Key, nginx: Nginx)
         {first, second, f"{first}-{second}"}
 
     # the update through the delta, against the same update from objects only
-    nginx.log.write_text("")
+    nginx.forget()
     pulled = ostree("pull", f"--repo={repo}", "fleet", REF).stdout
     with_delta = nginx.bytes_sent()
     assert ostree("rev-parse", f"--repo={repo}", f"fleet:{REF}").stdout.strip() == second
     assert "delta parts" in pulled, pulled
     plain = client(tmp_path, "plain", nginx.url, key)
     ostree("pull", f"--repo={plain}", "--disable-static-deltas", "fleet", first)
-    nginx.log.write_text("")
+    nginx.forget()
     ostree("pull", f"--repo={plain}", "--disable-static-deltas", "fleet", REF)
     without = nginx.bytes_sent()
     print(f"update of a 2 MB library: {with_delta} bytes through the delta, {without} from objects")

@@ -79,7 +79,7 @@ class Guest:
 
     def __init__(self, disk: Path, *, ssh_key: Path, serial_log: Path, disk_format: str | None = None,
                  memory_mib: int = 2048, smp: int = 2, drives: Sequence[Drive] = (), firmware: Path | None = None,
-                 qemu_args: Sequence[str] = (), network: bool = False) -> None:
+                 qemu_args: Sequence[str] = (), network: bool = False, guestfwd: Sequence[str] = ()) -> None:
         self.disk = disk
         self.disk_format = disk_format or image_format(disk)
         self.ssh_key = ssh_key
@@ -91,6 +91,7 @@ class Guest:
         self.firmware = firmware
         self.qemu_args = tuple(qemu_args)
         self.network = network  # False: only the forwarded ssh port (QEMU user net restrict=on)
+        self.guestfwd = tuple(guestfwd)  # "tcp:10.0.2.100:80-tcp:127.0.0.1:PORT": a host server, restrict or not
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         # one ssh connection that the commands share (a new one costs 2-3 s of key exchange and sshd's
@@ -104,7 +105,7 @@ class Guest:
                 "-monitor", "none", "-display", "none",
                 "-drive", f"file={self.disk},format={self.disk_format},if=virtio",
                 "-nic", f"user,model=virtio-net-pci,restrict={'off' if self.network else 'on'},"
-                f"hostfwd=tcp:127.0.0.1:{self.port}-:22"]
+                f"hostfwd=tcp:127.0.0.1:{self.port}-:22" + "".join(f",guestfwd={g}" for g in self.guestfwd)]
         for d in self.drives:
             opts = f"file={d.path},format={d.format or image_format(d.path)},if={d.interface}"
             argv += ["-drive", opts + (",readonly=on" if d.readonly else "")]
