@@ -70,13 +70,24 @@ def sign_commit(repo: Repo, checksum: str, key_id: str, homedir: Path | None) ->
 
 
 def regenerate_summary(repo: Repo, key_id: str | None, homedir: Path | None) -> None:
-    """The summary (refs, their commits, the deltas), signed when ``key_id`` is given."""
+    """The summary (refs, their commits, the deltas), signed when ``key_id`` is given.
+
+    Web servers revalidate by modification time in whole seconds and size (nginx's ETag and
+    Last-Modified), and a client that gets "304 Not Modified" for summary.sig keeps its cached
+    summary: a signature of the same size written in the same second as the last would hide the new
+    summary. So both files get a modification time later than their predecessors'."""
+    before = {name: int((repo.path / name).stat().st_mtime) for name in ("summary", "summary.sig")
+              if (repo.path / name).exists()}
     try:
         repo.gobject.regenerate_summary(None, None)
         if key_id:
             repo.gobject.add_gpg_signature_summary([key_id], str(homedir) if homedir else None, None)
     except GLib.Error as e:
         raise gerror(f"cannot write the summary of {repo.path}", e) from None
+    for name, old in before.items():
+        path = repo.path / name
+        if path.exists() and int(path.stat().st_mtime) <= old:
+            os.utime(path, (old + 1, old + 1))
 
 
 def summary_signed_by(repo: Repo, key_id: str, keyring: Path) -> bool:

@@ -18,6 +18,7 @@ import os
 import random
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,14 @@ def test_publish_serve_pull_tamper_prune(tmp_path: Path, key: Key, nginx: Nginx)
     # a rebuild from scratch (no parent): its delta is from the ref's previous commit, what machines have
     (tree / "usr/share/fleet/5/file-5").write_bytes(b"rebuilt\n")
     fourth = commit(source, tree, "4", "--parent=none")
+    # (the last summary as if written later in this second: CI once published twice within one)
+    stamp = int(time.time()) + 5
+    for name in ("summary", "summary.sig"):
+        os.utime(archive / name, (stamp, stamp))
     out = apt_ostree("compose", "publish", "--repo", source, archive, *sign, "--no-empty-delta").stdout
+    # later than the last one even so: a web server's ETag and Last-Modified (seconds, size) must change,
+    # or the client's cached summary.sig, and with it its cached summary, stays
+    assert all(int((archive / name).stat().st_mtime) > stamp for name in ("summary", "summary.sig"))
     assert f"Static deltas: 1 new ({third[:12]} -> {fourth[:12]})" in out, out
     ostree("pull", f"--repo={repo}", "fleet", REF)
     assert ostree("rev-parse", f"--repo={repo}", f"fleet:{REF}").stdout.strip() == fourth
