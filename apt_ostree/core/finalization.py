@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 RECORD = "lib/apt-ostree/last-staged.json"  # below the stateroot's /var
 FAILED = re.compile(r"ostree-finalize-staged\.service failed on previous boot: (.*)")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-UNITS = Path("/run/systemd/units")  # systemd's invocation:UNIT links, one for each unit started this boot
 
 
 def _boot_id() -> str:
@@ -55,8 +54,6 @@ def last_failure(sysroot: Sysroot) -> dict[str, Any] | None:
     deployment's request when it was recorded (``staged``); None when there is none."""
     if not sysroot.is_booted:
         return None
-    if UNITS.is_dir() and not (UNITS / "invocation:ostree-boot-complete.service").exists():
-        return None  # (it did not run this boot: no stamp was there; no journal read for each status)
     out = run(["journalctl", "-b", "-u", "ostree-boot-complete.service", "-o", "cat", "-q", "--no-pager"],
               capture=True, check=False).stdout
     reasons = [m.group(1).strip() for m in map(FAILED.search, out.splitlines()) if m]
