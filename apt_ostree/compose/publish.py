@@ -14,7 +14,7 @@ whose objects are missing.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.core import ostree_publish as pub
@@ -41,7 +41,6 @@ class PublishResult:
     signed: tuple[str, ...] = ()  # commits signed now
     pruned: int = 0  # objects deleted
     summary: bool = False  # the summary was written
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def changed(self) -> bool:

@@ -75,6 +75,8 @@ class Repo:
         path = Path(path)
         if (path / "config").is_file():
             return cls.open(path)
+        if path.exists() and not path.is_dir():
+            raise RepoError(f"not an OSTree repository (a file, not a directory): {path}")
         if path.exists() and any(path.iterdir()):
             raise RepoError(f"not an OSTree repository (and not empty): {path}")
         path.mkdir(parents=True, exist_ok=True)

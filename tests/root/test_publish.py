@@ -131,6 +131,11 @@ def test_publish_serve_pull_tamper_prune(tmp_path: Path, key: Key, nginx: Nginx)
         [line] = error_lines(cli)
         assert culprit in line, line
         assert not archive.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a repository\n")
+    cli = apt_ostree("compose", "publish", "--repo", source, a_file, check=False)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr
+    assert f"a file, not a directory): {a_file}" in error_lines(cli)[0] and a_file.read_text() == "not a repository\n"
 
     out = apt_ostree("compose", "publish", "--repo", source, archive, *sign).stdout
     assert f"{REF}: {first} (new)" in out and "Static deltas: 1 new (empty ->" in out and "Signed: 1" in out
